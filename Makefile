@@ -1,0 +1,29 @@
+# meshos.release developer entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+VERSION ?= 5.1.0
+STRATEGY ?= rolling
+ENV_SH := . scripts/env.sh
+
+.PHONY: bootstrap test sanity units lint integration molecule build release lab-up lab-down status clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+test: bootstrap
+	@bash scripts/test.sh
+
+sanity units lint integration molecule build: bootstrap
+	@bash scripts/test.sh $@
+
+lab-up: bootstrap
+	@$(ENV_SH) && ansible-playbook playbooks/lab_up.yml
+
+lab-down: bootstrap
+	@$(ENV_SH) && ansible-playbook playbooks/lab_down.yml
+
+# The main job against the lab: bring the lab up, then run the release pipeline for VERSION.
+release: lab-up
+	@$(ENV_SH) && ansible-playbook playbooks/release.yml -e version=$(VERSION) -e strategy=$(STRATEGY)
+
+clean: lab-down
+	rm -rf .build tests/output

@@ -1,0 +1,13 @@
+# shellcheck shell=bash
+# Source this to use the bootstrapped environment: the venv's ansible and the collection on the collections path.
+__meshos_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PATH="$__meshos_root/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$__meshos_root/.build/collections"
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+export ANSIBLE_ROLES_PATH="$__meshos_root/roles"
+export ANSIBLE_INVENTORY="$__meshos_root/inventories/lab"
+export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-1}"
+export ANSIBLE_FORCE_COLOR=0
+export ANSIBLE_HOST_KEY_CHECKING=False
+export ANSIBLE_PYTHON_INTERPRETER="${ANSIBLE_PYTHON_INTERPRETER:-$__meshos_root/.venv/bin/python}"
+unset __meshos_root
