@@ -3,7 +3,6 @@
 __meshos_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$__meshos_root/.venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$__meshos_root/.build/collections"
-export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 export ANSIBLE_ROLES_PATH="$__meshos_root/roles"
 export ANSIBLE_INVENTORY="$__meshos_root/inventories/lab"
 export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-1}"
