@@ -1,0 +1,199 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: audit_log
+short_description: Append to, verify and query the hash-chained release audit log
+version_added: 0.1.0
+author: meshos release engineering (@meshos)
+description:
+  - The audit log is a JSON lines file; every entry has C(seq), C(ts), C(actor), C(action), C(version),
+    C(environment), C(strategy), C(result), C(duration), C(details), C(prev_hash) and C(hash)
+    (SHA-256 of the entry's canonical JSON), so editing, removing, reordering or inserting a line breaks the chain.
+  - A head file (O(path) + C(.head)) records the last entry so that lines cut off the end are detected.
+  - Appends hold an exclusive lock on O(path) + C(.lock); an append refuses to extend a log whose last line does
+    not verify.
+extends_documentation_fragment:
+  - meshos.release.attributes
+attributes:
+  check_mode:
+    support: full
+    details: In check mode V(append) returns the entry it would write without writing it.
+  diff_mode:
+    support: full
+    details: V(append) returns the new line as the diff.
+options:
+  path:
+    description: The audit log file. Its directory must exist.
+    type: path
+    required: true
+  state:
+    description:
+      - V(append) adds one entry; V(verify) checks the whole chain; V(query) returns matching entries.
+    type: str
+    choices: [append, verify, query]
+    default: append
+  actor:
+    description: Who performed the action (V(append)); defaults to the user running the module.
+    type: str
+  action:
+    description:
+      - What happened (V(append)), lower case, for example V(release_create), V(predeploy_check), V(approval),
+        V(deploy), V(health_gate), V(rollback), V(watch), V(notify), V(incident).
+      - With V(query), only entries with this action.
+    type: str
+  version:
+    description: Release version; with V(query) a filter.
+    type: str
+  environment:
+    description: Environment; with V(query) a filter.
+    type: str
+  strategy:
+    description: Deployment strategy (V(append)).
+    type: str
+  result:
+    description: Outcome (V(append)); with V(query) a filter.
+    type: str
+    choices: [success, failure, rolled_back, started, aborted, skipped, info]
+  duration:
+    description: Seconds the action took (V(append)).
+    type: float
+  details:
+    description: Any further JSON data (V(append)), for example C(downtime_seconds), C(ticket), C(failed_checks).
+    type: dict
+    default: {}
+  fail_on_invalid:
+    description: With V(verify), fail when the chain is broken (otherwise only report).
+    type: bool
+    default: true
+  require_head:
+    description: With V(verify), treat a missing head file as a break when the log has entries.
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Record a deployment
+  meshos.release.audit_log:
+    path: /var/lib/meshos-release/audit.jsonl
+    actor: "{{ release_actor }}"
+    action: deploy
+    version: 5.1.0
+    environment: staging
+    strategy: rolling
+    result: success
+    duration: 312.4
+    details:
+      downtime_seconds: 0
+
+- name: Verify the chain
+  meshos.release.audit_log:
+    path: /var/lib/meshos-release/audit.jsonl
+    state: verify
+
+- name: Staging deployments of 5.1.0
+  meshos.release.audit_log:
+    path: /var/lib/meshos-release/audit.jsonl
+    state: query
+    action: deploy
+    environment: staging
+    version: 5.1.0
+  register: staging_deploys
+"""
+
+RETURN = r"""
+entry:
+  description: The entry appended (or that would be appended in check mode).
+  returned: state=append
+  type: dict
+  sample: {seq: 3, ts: "2025-10-26T10:00:00Z", actor: alice, action: deploy, version: 5.1.0, environment: staging,
+           strategy: rolling, result: success, duration: 312.4, details: {}, prev_hash: "9f2c...", hash: "41ab..."}
+valid:
+  description: Whether the chain verifies.
+  returned: state=verify
+  type: bool
+first_bad_line:
+  description: 1-based number of the first line that does not verify (null when valid).
+  returned: state=verify
+  type: int
+error:
+  description: Why the chain does not verify, naming the line (null when valid).
+  returned: state=verify
+  type: str
+count:
+  description: Number of entries that verified (V(verify)) or matched (V(query)).
+  returned: state in [verify, query]
+  type: int
+last_hash:
+  description: Hash of the last verified entry.
+  returned: state=verify
+  type: str
+entries:
+  description: Matching entries in log order.
+  returned: state=query
+  type: list
+  elements: dict
+"""
+
+import getpass
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.meshos.release.plugins.module_utils._audit import RESULTS, AuditError, AuditLog
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            state=dict(type="str", default="append", choices=["append", "verify", "query"]),
+            actor=dict(type="str"),
+            action=dict(type="str"),
+            version=dict(type="str"),
+            environment=dict(type="str"),
+            strategy=dict(type="str"),
+            result=dict(type="str", choices=list(RESULTS)),
+            duration=dict(type="float"),
+            details=dict(type="dict", default={}),
+            fail_on_invalid=dict(type="bool", default=True),
+            require_head=dict(type="bool", default=True),
+        ),
+        required_if=[("state", "append", ("action", "result"))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    log = AuditLog(p["path"])
+    try:
+        if p["state"] == "verify":
+            report = log.verify(require_head=p["require_head"])
+            result = dict(changed=False, valid=report["valid"], first_bad_line=report["first_bad_line"],
+                          error=report["error"], count=report["entries"], last_hash=report["last_hash"])
+            if not report["valid"] and p["fail_on_invalid"]:
+                module.fail_json(msg="audit log does not verify: %s" % report["error"], **result)
+            module.exit_json(**result)
+        if p["state"] == "query":
+            entries = log.query(environment=p["environment"], version=p["version"], action=p["action"],
+                                result=p["result"])
+            module.exit_json(changed=False, entries=entries, count=len(entries))
+        fields = dict(actor=p["actor"] or getpass.getuser(), action=p["action"], version=p["version"],
+                      environment=p["environment"], strategy=p["strategy"], result=p["result"],
+                      duration=p["duration"], details=p["details"])
+        entry = log.preview(**fields) if module.check_mode else log.append(**fields)
+    except AuditError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except OSError as exc:
+        module.fail_json(msg="audit log %s: %s" % (p["path"], exc.strerror or exc), changed=False)
+    result = dict(changed=True, entry=entry)
+    if module._diff:
+        result["diff"] = dict(before="", after=json.dumps(entry, sort_keys=True) + "\n",
+                              before_header=p["path"], after_header=p["path"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

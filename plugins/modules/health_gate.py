@@ -1,0 +1,431 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: health_gate
+short_description: Decide from real signals whether a deployment may continue, must roll back, or needs a human
+version_added: 0.1.0
+author: meshos release engineering (@meshos)
+description:
+  - Evaluates a policy of checks (the release playbook's automatic rollback triggers and post-deployment validation
+    table) against real signals for O(duration) and returns a verdict C(pass), C(fail) or C(inconclusive) with the
+    measured value, threshold, samples and reason of every check.
+  - Signals are endpoint health checks polled concurrently over any number of targets, request error and success
+    rates, a latency quantile, critical alerts from Alertmanager, the ratio of unhealthy agents (endpoints, HAProxy
+    server states or Prometheus C(up)), CPU and memory usage.
+  - Metrics come from Prometheus (O(source=prometheus), PromQL over the HTTP API) or from reading C(/metrics) of each
+    target directly (O(source=scrape)) at least O(window) apart; rates and the quantile are computed from counters
+    and histogram buckets.
+  - C(fail) fails the task with a one-line summary naming the failing checks and values, and still returns every
+    check's result, so C(block)/C(rescue) can roll back. C(inconclusive) (no data, too few samples, a source
+    unreachable) fails closed unless O(on_inconclusive) says otherwise.
+  - The default policy is C(DEFAULT_POLICY) in C(plugins/module_utils/_health_policy.py), the single place where the
+    seed's thresholds live; RV(policy) returns the policy that was applied.
+  - O(mode=baseline) measures the baseline (for example latency P95 before a deploy) and returns it in RV(baseline)
+    so the caller can store it and pass it back with O(baseline). O(mode=compare) compares a canary group with a
+    baseline group over the same window, with the policy's baseline-relative checks and a Mann-Whitney U judge on
+    per-interval samples (Kayenta style pass / marginal / fail per metric and a score).
+  - Plain C(http://) endpoints are polled by one non-blocking event loop (1,000 loopback endpoints in well under a
+    second); C(https://) endpoints go through a thread pool with certificate verification on by default.
+extends_documentation_fragment:
+  - meshos.release.attributes
+attributes:
+  check_mode:
+    support: full
+    details: The gate only reads signals; it runs the same in check mode.
+  diff_mode:
+    support: none
+options:
+  targets:
+    description:
+      - Base URLs of the instances (agents) to check, for example C(http://127.0.0.1:18081).
+      - Health is O(health_path) below each, metrics (O(source=scrape)) O(metrics_path).
+      - In O(mode=compare) these are the canary group.
+    type: list
+    elements: str
+    default: []
+  baseline_targets:
+    description: Base URLs of the baseline (stable) group for O(mode=compare) with O(source=scrape).
+    type: list
+    elements: str
+    default: []
+  health_path:
+    description: Health check path; a 2xx answer is healthy.
+    type: str
+    default: /health
+  metrics_path:
+    description: Prometheus metrics path of each target, read with O(source=scrape).
+    type: str
+    default: /metrics
+  source:
+    description:
+      - Where the metric checks (error rate, success rate, latency, CPU, memory) read from.
+      - V(scrape) reads each target's O(metrics_path) at least O(window) apart (the gate then lasts at least one
+        window); V(prometheus) runs PromQL instant queries against O(prometheus_url).
+    type: str
+    choices: [scrape, prometheus]
+    default: scrape
+  prometheus_url:
+    description: Prometheus base URL, for O(source=prometheus), O(agents_source=prometheus) and C(query) checks.
+    type: str
+  prometheus_selector:
+    description: Label matchers (without braces) that select the targets' series in the default queries.
+    type: str
+    default: job="meshapp"
+  baseline_selector:
+    description: Label matchers of the baseline group for O(mode=compare) with O(source=prometheus).
+    type: str
+  alertmanager_url:
+    description:
+      - Alertmanager base URL (API v2). Without it the C(alerts) checks are skipped.
+      - Silenced and inhibited alerts are ignored.
+    type: str
+  haproxy_socket:
+    description: HAProxy runtime API unix socket, for O(agents_source=haproxy).
+    type: path
+  haproxy_backend:
+    description: HAProxy backend whose servers are the agents, for O(agents_source=haproxy).
+    type: str
+    default: be_app
+  agents_source:
+    description:
+      - Where the unhealthy agents ratio comes from.
+      - V(endpoints) polls O(health_path) of every target concurrently; V(haproxy) reads the server states of
+        O(haproxy_backend) (servers in MAINT do not count); V(prometheus) uses C(1 - avg(up{selector})).
+    type: str
+    choices: [endpoints, haproxy, prometheus]
+    default: endpoints
+  policy:
+    description:
+      - The checks, replacing the default policy. Each check is a dict with C(name), C(metric) (one of
+        C(health_failing_seconds), C(error_rate), C(success_rate), C(latency), C(alerts), C(unhealthy_ratio), C(cpu),
+        C(memory), C(query)), C(comparison) (C(gt), C(ge), C(lt), C(le)), C(threshold), and optionally C(window),
+        C(interval), C(failure_limit) (consecutive breaches that fail the check, default 1), C(min_samples)
+        (default 1), C(quantile), C(baseline_factor), C(baseline_floor), C(severities), C(matchers), C(query)
+        (PromQL; C($selector), C($window) are substituted), C(enabled), C(description).
+      - A check with C(baseline_factor) compares against C(factor x baseline) (at least C(baseline_floor)), and
+        against C(threshold) as an absolute bound.
+    type: list
+    elements: dict
+  policy_overrides:
+    description: 'Changes to checks of the policy by name, for example C({latency_p95: {threshold: 0.5}}).'
+    type: dict
+  checks:
+    description: Run only these checks of the policy (by name); the others are reported as skipped.
+    type: list
+    elements: str
+  duration:
+    description:
+      - How long to watch, in seconds or as a string like V(30s), V(2m), V(30m). V(0) is one evaluation (with
+        O(source=scrape) rate checks still need one O(window)).
+    type: raw
+    default: 0
+  interval:
+    description: Time between evaluations (seconds or V(5s)-style string); checks may set their own.
+    type: raw
+    default: 5
+  window:
+    description: Default rate / quantile window of the checks (seconds or V(30s)-style string).
+    type: raw
+    default: 30
+  timeout:
+    description: Timeout of every single request (seconds or a string).
+    type: raw
+    default: 5
+  validate_certs:
+    description: Verify TLS certificates of https endpoints, Prometheus and Alertmanager.
+    type: bool
+    default: true
+  mode:
+    description:
+      - V(gate) judges the policy; baseline-relative checks use O(baseline).
+      - V(baseline) only measures the checks that have a C(baseline_factor) and returns them in RV(baseline).
+      - V(compare) judges O(targets) (canary) against O(baseline_targets) / O(baseline_selector) over the same window
+        and adds the statistical judge C(canary_judge).
+    type: str
+    choices: [gate, baseline, compare]
+    default: gate
+  baseline:
+    description: Baseline values by check name, as returned in RV(baseline) by an earlier O(mode=baseline) run.
+    type: dict
+  on_inconclusive:
+    description: What an inconclusive verdict does; V(fail) fails closed, V(warn) passes with a warning.
+    type: str
+    choices: [fail, pass, warn]
+    default: fail
+  fail_fast:
+    description: Stop watching as soon as a check fails.
+    type: bool
+    default: true
+  concurrency:
+    description: Maximum simultaneous HTTP connections while polling targets.
+    type: int
+    default: 256
+  memory_limit_bytes:
+    description: Memory that counts as 100 % for the C(memory) metric.
+    type: int
+    default: 1073741824
+  requests_metric:
+    description: Counter of requests with a C(code) label (and C(path) label, see O(traffic_path)).
+    type: str
+    default: meshapp_requests_total
+  latency_metric:
+    description: Histogram (base name) of request latency in seconds.
+    type: str
+    default: meshapp_request_duration_seconds
+  traffic_path:
+    description: Only requests with this C(path) label count for error and success rate; empty counts all.
+    type: str
+    default: /
+  confidence:
+    description: Confidence level of the Mann-Whitney U judge in O(mode=compare).
+    type: float
+    default: 0.95
+  judge_tolerance:
+    description: Relative margin by which the canary median may exceed the baseline median before the judge fails it.
+    type: float
+    default: 0.1
+  judge_min_samples:
+    description: Per-interval samples needed per group and metric before the judge decides.
+    type: int
+    default: 5
+  pass_score:
+    description: Judge score (0-100) at or above which the canary passes.
+    type: float
+    default: 75
+  marginal_score:
+    description: Judge score at or above which a canary that did not pass is marginal (inconclusive, needs a human).
+    type: float
+    default: 50
+notes:
+  - The module only reads; it never changes the targets.
+  - The module needs only the Python standard library on the host that runs it.
+seealso:
+  - name: Prometheus HTTP API
+    description: Instant queries used by O(source=prometheus).
+    link: https://prometheus.io/docs/prometheus/latest/querying/api/
+"""
+
+EXAMPLES = r"""
+- name: Gate the rollout on the seed's default policy, scraping the instances directly
+  meshos.release.health_gate:
+    targets:
+      - http://127.0.0.1:18081
+      - http://127.0.0.1:18082
+    alertmanager_url: http://127.0.0.1:19093
+    window: 10s
+
+- name: Measure the latency baseline before the deploy
+  meshos.release.health_gate:
+    mode: baseline
+    targets: "{{ health_gate_targets }}"
+    window: 30s
+  register: health_gate_baseline
+
+- name: Watch for 30 minutes after the deploy, against the stored baseline, from Prometheus
+  meshos.release.health_gate:
+    source: prometheus
+    prometheus_url: http://127.0.0.1:19090
+    alertmanager_url: http://127.0.0.1:19093
+    agents_source: prometheus
+    baseline: "{{ health_gate_baseline.baseline }}"
+    duration: 30m
+    interval: 30s
+    window: 2m
+
+- name: Canary against the stable group with the statistical judge
+  meshos.release.health_gate:
+    mode: compare
+    targets: [http://127.0.0.1:18084]
+    baseline_targets: [http://127.0.0.1:18081, http://127.0.0.1:18082]
+    duration: 2m
+    interval: 5s
+    window: 30s
+
+- name: Only the agents rule, from HAProxy server states, warning instead of failing on missing data
+  meshos.release.health_gate:
+    checks: [agents_unhealthy]
+    agents_source: haproxy
+    haproxy_socket: /tmp/meshos-lab/haproxy/admin.sock
+    on_inconclusive: warn
+"""
+
+RETURN = r"""
+verdict:
+  description: C(pass), C(fail) or C(inconclusive).
+  returned: always
+  type: str
+  sample: fail
+summary:
+  description: One line naming the deciding checks and their values.
+  returned: always
+  type: str
+  sample: "health gate fail: error_rate 0.1025 > 0.05: 41/400 requests failed, 4/4 targets scraped over 5s"
+checks:
+  description: Result of every check of the policy (skipped ones included) and, in O(mode=compare), C(canary_judge).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Check name.
+      type: str
+    metric:
+      description: What the check measures.
+      type: str
+    status:
+      description: C(pass), C(fail), C(inconclusive), C(skipped) or (O(mode=baseline)) C(measured).
+      type: str
+    value:
+      description: Last measured value.
+      type: float
+    threshold:
+      description: The policy threshold.
+      type: float
+    effective_threshold:
+      description: The threshold applied, after the baseline factor.
+      type: float
+    baseline:
+      description: The baseline value used, if any.
+      type: float
+    samples:
+      description: Number of measured samples.
+      type: int
+    breaches:
+      description: Number of samples beyond the threshold.
+      type: int
+    reason:
+      description: Why the check has its status, with the measured numbers.
+      type: str
+  sample:
+    - name: error_rate
+      metric: error_rate
+      status: fail
+      value: 0.1025
+      threshold: 0.05
+      effective_threshold: 0.05
+      samples: 1
+      breaches: 1
+      reason: 0.1025 > 0.05
+baseline:
+  description: Baseline values by check name (measured in O(mode=baseline) or O(mode=compare), else O(baseline)).
+  returned: always
+  type: dict
+  sample: {latency_p95: 0.00475}
+judge:
+  description: Mann-Whitney U judge of O(mode=compare) (score, status, per metric U, p-value, medians, result).
+  returned: when O(mode=compare)
+  type: dict
+  sample: {score: 50.0, status: inconclusive, metrics: [{metric: latency, result: fail, p_value: 0.0001}]}
+targets:
+  description: Per target health (healthy, status, error, failing_seconds) when health was polled.
+  returned: always
+  type: dict
+  sample: {"http://127.0.0.1:18081": {healthy: true, status: 200, error: null, failing_seconds: 0.0}}
+rounds:
+  description: Number of evaluation rounds.
+  returned: always
+  type: int
+  sample: 2
+elapsed:
+  description: Seconds the gate ran.
+  returned: always
+  type: float
+  sample: 10.02
+stopped_early:
+  description: Whether O(fail_fast) ended the watch before O(duration).
+  returned: always
+  type: bool
+  sample: false
+mode:
+  description: The mode that ran.
+  returned: always
+  type: str
+  sample: gate
+source:
+  description: The metric source that was used.
+  returned: always
+  type: str
+  sample: scrape
+policy:
+  description: The normalised policy that was applied.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: error_rate, metric: error_rate, comparison: gt, threshold: 0.05}]
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.meshos.release.plugins.module_utils._health_policy import PolicyError, run_gate
+
+
+def argument_spec():
+    return dict(
+        targets=dict(type="list", elements="str", default=[]),
+        baseline_targets=dict(type="list", elements="str", default=[]),
+        health_path=dict(type="str", default="/health"),
+        metrics_path=dict(type="str", default="/metrics"),
+        source=dict(type="str", choices=["scrape", "prometheus"], default="scrape"),
+        prometheus_url=dict(type="str"),
+        prometheus_selector=dict(type="str", default='job="meshapp"'),
+        baseline_selector=dict(type="str"),
+        alertmanager_url=dict(type="str"),
+        haproxy_socket=dict(type="path"),
+        haproxy_backend=dict(type="str", default="be_app"),
+        agents_source=dict(type="str", choices=["endpoints", "haproxy", "prometheus"], default="endpoints"),
+        policy=dict(type="list", elements="dict"),
+        policy_overrides=dict(type="dict"),
+        checks=dict(type="list", elements="str"),
+        duration=dict(type="raw", default=0),
+        interval=dict(type="raw", default=5),
+        window=dict(type="raw", default=30),
+        timeout=dict(type="raw", default=5),
+        validate_certs=dict(type="bool", default=True),
+        mode=dict(type="str", choices=["gate", "baseline", "compare"], default="gate"),
+        baseline=dict(type="dict"),
+        on_inconclusive=dict(type="str", choices=["fail", "pass", "warn"], default="fail"),
+        fail_fast=dict(type="bool", default=True),
+        concurrency=dict(type="int", default=256),
+        memory_limit_bytes=dict(type="int", default=1073741824),
+        requests_metric=dict(type="str", default="meshapp_requests_total"),
+        latency_metric=dict(type="str", default="meshapp_request_duration_seconds"),
+        traffic_path=dict(type="str", default="/"),
+        confidence=dict(type="float", default=0.95),
+        judge_tolerance=dict(type="float", default=0.1),
+        judge_min_samples=dict(type="int", default=5),
+        pass_score=dict(type="float", default=75, no_log=False),
+        marginal_score=dict(type="float", default=50),
+    )
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = dict(module.params)
+    if params["concurrency"] < 1:
+        module.fail_json(msg="concurrency: %d must be >= 1" % params["concurrency"])
+    try:
+        result = run_gate(params)
+    except PolicyError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # unexpected: keep the one-line message, add the traceback
+        module.fail_json(msg="health gate error: %s" % exc, exception=traceback.format_exc())
+    verdict = result["verdict"]
+    if verdict == "fail":
+        module.fail_json(msg=result["summary"], changed=False, **result)
+    if verdict == "inconclusive":
+        if params["on_inconclusive"] == "fail":
+            module.fail_json(msg=result["summary"], changed=False, **result)
+        if params["on_inconclusive"] == "warn":
+            module.warn(result["summary"])
+    module.exit_json(changed=False, msg=result["summary"], **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.meshos.release.plugins.module_utils._conventional import (
+    bump_for, count_types, parse_message, validate_types,
+)
+from ansible_collections.meshos.release.plugins.module_utils._semver import SemverError
+
+
+def test_plain_header():
+    commit = parse_message("feat(api): add weights\n", "a" * 40)
+    assert (commit.type, commit.scope, commit.subject, commit.breaking) == ("feat", "api", "add weights", False)
+
+
+def test_uppercase_type_and_no_scope():
+    commit = parse_message("FIX: Crash on start")
+    assert (commit.type, commit.scope, commit.subject) == ("fix", None, "Crash on start")
+
+
+def test_bang_breaking_uses_subject():
+    commit = parse_message("refactor(core)!: drop python 3.8")
+    assert commit.breaking and commit.breaking_description == "drop python 3.8"
+
+
+@pytest.mark.parametrize("token", ["BREAKING CHANGE", "BREAKING-CHANGE"])
+def test_footer_breaking_full_description_without_trailers(token):
+    message = ("feat: new queue\n\nLong body.\n\n%s: the queue API changed shape;\nmigrate with tool X.\n"
+               "Signed-off-by: A <a@example.com>\nReviewed-by: B <b@example.com>\n" % token)
+    commit = parse_message(message)
+    assert commit.breaking
+    assert commit.breaking_description == "the queue API changed shape;\nmigrate with tool X."
+
+
+def test_non_conventional():
+    commit = parse_message("Merge branch 'x'\n\nfeat: inside body")
+    assert commit.type is None and not commit.breaking
+    assert parse_message("feat:missing space").type is None
+    assert parse_message("").type is None
+
+
+def _commits(*messages):
+    return [parse_message(m, "%040d" % i) for i, m in enumerate(messages)]
+
+
+def test_bump_rules():
+    assert bump_for(_commits("chore: x", "docs: y"))[0] == "none"
+    assert bump_for(_commits("chore: x", "fix: y"))[0] == "patch"
+    assert bump_for(_commits("PERF: x"))[0] == "patch"
+    assert bump_for(_commits("fix: y", "Feat: x"))[0] == "minor"
+    kind, reason = bump_for(_commits("feat: x", "fix!: y"))
+    assert kind == "major" and "breaking change" in reason
+    assert bump_for(_commits("chore: x\n\nBREAKING CHANGE: gone"))[0] == "major"
+    assert bump_for(_commits("random text"))[0] == "none"
+
+
+def test_zero_major():
+    assert bump_for(_commits("feat!: x"), zero_major=True)[0] == "minor"
+    assert bump_for(_commits("feat!: x"), zero_major=True, breaking_on_zero="major")[0] == "major"
+    assert "0.x" in bump_for(_commits("feat!: x"), zero_major=True)[1]
+
+
+def test_custom_types():
+    table = validate_types({"Docs": "patch", "feat": "patch"})
+    assert table["docs"] == "patch" and table["fix"] == "patch"
+    assert bump_for(_commits("docs: x"), table)[0] == "patch"
+    assert bump_for(_commits("feat: x"), table)[0] == "patch"
+    with pytest.raises(SemverError, match=r"types\[docs\]='huge' is invalid"):
+        validate_types({"docs": "huge"})
+
+
+def test_count_types():
+    assert count_types(_commits("feat: a", "FEAT: b", "what")) == {"feat": 2, "other": 1}

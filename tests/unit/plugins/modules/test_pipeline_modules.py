@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The thin modules predeploy_check, audit_log and release_state, run in-process with patch_module_args."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.meshos.release.plugins.modules import audit_log, predeploy_check, release_state
+
+
+def run(module, args, capsys, check_mode=False, diff=False):
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exc:
+            module.main()
+    out = json.loads(capsys.readouterr().out)
+    out["_rc"] = exc.value.code
+    return out
+
+
+def test_predeploy_check_module(capsys, tmp_path):
+    ok = run(predeploy_check, {"checks": [{"name": "t", "command": ["true"]}], "checklist": []}, capsys)
+    assert ok["_rc"] == 0 and ok["passed"] is True and ok["changed"] is False
+    bad = run(predeploy_check, {"checks": [{"name": "f", "command": ["false"]}], "checklist": ["docs_updated"]}, capsys)
+    assert bad["_rc"] == 1 and bad["failed"] is True
+    assert bad["msg"] == "pre-deployment checks failed: f (exit code 1); docs_updated (no evidence recorded)"
+    report = run(predeploy_check, {"checks": [{"name": "f", "command": ["false"]}], "checklist": [],
+                                   "fail_on_error": False}, capsys)
+    assert report["_rc"] == 0 and report["passed"] is False
+    dup = run(predeploy_check, {"checks": [{"name": "a", "command": "true"}, {"name": "a", "command": "true"}]}, capsys)
+    assert dup["failed"] is True and "used twice" in dup["msg"]
+
+
+def test_audit_log_module(capsys, tmp_path):
+    path = str(tmp_path / "audit.jsonl")
+    preview = run(audit_log, {"path": path, "action": "deploy", "result": "started", "actor": "a"}, capsys,
+                  check_mode=True, diff=True)
+    assert preview["changed"] is True and preview["diff"]["before"] == "" and not os.path.exists(path)
+    added = run(audit_log, {"path": path, "action": "deploy", "result": "success", "actor": "a", "duration": 3},
+                capsys)
+    assert added["entry"]["seq"] == 1 and added["entry"]["duration"] == 3.0
+    verified = run(audit_log, {"path": path, "state": "verify"}, capsys)
+    assert verified["valid"] is True and verified["count"] == 1
+    with open(path, "a") as f:
+        f.write("{}\n")
+    broken = run(audit_log, {"path": path, "state": "verify", "fail_on_invalid": False}, capsys)
+    assert broken["_rc"] == 0 and broken["valid"] is False and broken["first_bad_line"] == 2
+    refused = run(audit_log, {"path": path, "action": "deploy", "result": "success"}, capsys)
+    assert refused["failed"] is True and "refusing to extend" in refused["msg"]
+    missing_dir = run(audit_log, {"path": str(tmp_path / "no" / "a.jsonl"), "action": "x", "result": "info"}, capsys)
+    assert missing_dir["failed"] is True and "does not exist" in missing_dir["msg"]
+
+
+def test_release_state_module(capsys, tmp_path):
+    root = str(tmp_path / "state")
+    base = {"root": root, "environment": "dev"}
+    s = run(release_state, dict(base, operation="set", values={"current_version": "1.0.0"}), capsys, diff=True)
+    assert s["changed"] is True and s["diff"]["after"]["current_version"] == "1.0.0"
+    lock = run(release_state, dict(base, operation="lock", holder="alice", pid=os.getpid()), capsys)
+    assert lock["changed"] is True and lock["lock"]["holder"] == "alice" and lock["stale"] is None
+    held = run(release_state, dict(base, operation="lock", holder="bob", pid=os.getpid()), capsys)
+    assert held["failed"] is True and held["locked"] is True
+    assert held["msg"].startswith("environment dev is locked by alice since ")
+    unlock = run(release_state, dict(base, operation="unlock", holder="alice"), capsys, check_mode=True)
+    assert unlock["changed"] is True and unlock["lock"] is None
+    assert run(release_state, base, capsys)["lock"]["holder"] == "alice"
+    missing = run(release_state, dict(base, operation="lock"), capsys)
+    assert missing["failed"] is True and "holder" in missing["msg"]
