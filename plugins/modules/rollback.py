@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rollback
+short_description: Roll hosts behind HAProxy back to a previous release, verify the rollback target, or report status
+version_added: 0.1.0
+author: meshos release engineering (@meshos)
+description:
+  - O(mode=rollback) returns traffic to the previous release (or O(version)). Blue-green switches the route map back to the
+    standby color (sub-second, no restart); rolling rolls C(current) back host by host (drain, switch, restart, ready,
+    enable); a canary in progress is aborted (canary weight 0 at once, then the canary hosts are restored).
+  - Refuses a version that is not installed, listing what is available, before touching anything.
+  - O(mode=verify_backup) proves the rollback target is intact on every target (directory present, files match the
+    manifest written at install) and that no more than O(retention) releases are kept. It fails when it is not.
+  - O(mode=status) reports versions per target, HAProxy state and weight, the active color, the canary share and the
+    last operation. It changes nothing.
+extends_documentation_fragment:
+  - meshos.release.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Returns the plan in RV(plan) and changes nothing.
+  diff_mode:
+    support: none
+options:
+  mode:
+    description: What to do.
+    type: str
+    choices: [rollback, verify_backup, status]
+    default: rollback
+  version:
+    description:
+      - Version to return to. Default is the previous release recorded in the state file, else the newest installed
+        release older than the current one.
+    type: str
+  strategy:
+    description: How to roll back; default is the strategy of the last deploy recorded in the state file, else C(rolling).
+    type: str
+    choices: [rolling, blue-green, canary]
+  retention:
+    description: O(mode=verify_backup) only; the maximum number of releases a host should keep (at least 2).
+    type: int
+    default: 5
+  environment:
+    description:
+      - Environment name, for example C(production). Selects the state file C(<state_dir>/<environment>.json).
+    type: str
+    required: true
+  state_dir:
+    description:
+      - Directory of the per-environment JSON state files (written atomically; a re-run resumes from them).
+    type: path
+    required: true
+  haproxy_socket:
+    description:
+      - HAProxy runtime API unix socket (C(stats socket ... level admin)).
+    type: path
+    required: true
+  backend:
+    description:
+      - HAProxy backend of targets that have no O(targets[].color) and no O(targets[].backend).
+    type: str
+    default: be_app
+  route_map:
+    description:
+      - HAProxy map file whose key C(active) names the backend the frontend routes to (C(be_app), C(be_blue),
+        C(be_green)). Required for blue-green.
+    type: path
+  targets:
+    description:
+      - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
+        storage); for remote hosts run per-host tasks with C(delegate_to).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Instance name (letters, digits, C(_), C(.), C(-)).
+        type: str
+        required: true
+      server:
+        description: HAProxy server name; defaults to O(targets[].name).
+        type: str
+      backend:
+        description: HAProxy backend; defaults to C(be_<color>) for colored targets, else O(backend).
+        type: str
+      color:
+        description: C(blue) or C(green) for blue-green.
+        type: str
+        choices: [blue, green]
+      release_root:
+        description: Absolute directory holding C(releases/<version>/) and the C(current) symlink.
+        type: str
+        required: true
+      restart_command:
+        description:
+          - Command (no shell) restarting the instance on the new C(current); placeholders C({name}), C({host}),
+            C({version}), C({port}), C({release_root}).
+        type: str
+        required: true
+      ready_url:
+        description: URL answering 200 when the instance is ready.
+        type: str
+        required: true
+      status_url:
+        description: Optional URL returning JSON with C(version), used to detect an instance still running an old version.
+        type: str
+      weight:
+        description: Unused per-target weight hint (1-256); O(default_weight) is what is restored.
+        type: int
+      host:
+        description: Value for the C({host}) placeholder.
+        type: str
+      port:
+        description: Value for the C({port}) placeholder.
+        type: int
+  drain_timeout:
+    description: Seconds to wait for a drained server's sessions to end before failing.
+    type: float
+    default: 30.0
+  ready_timeout:
+    description: Seconds to wait for readiness (C(ready_url) 200, then HAProxy reporting the server UP).
+    type: float
+    default: 30.0
+  interval:
+    description: Polling interval in seconds.
+    type: float
+    default: 0.2
+  batch_size:
+    description: Hosts per rolling batch, a count (C(2)) or a percentage (C(25%)).
+    type: str
+    default: "1"
+  default_weight:
+    description: HAProxy weight restored on every server after a canary.
+    type: int
+    default: 100
+seealso:
+  - module: meshos.release.rollout_strategy
+"""
+
+EXAMPLES = r"""
+- name: Roll production back to 5.0.0
+  meshos.release.rollback:
+    environment: production
+    state_dir: /var/lib/meshos-release
+    haproxy_socket: /run/haproxy/admin.sock
+    version: 5.0.0
+    targets: "{{ fleet }}"
+
+- name: Prove the rollback target is intact
+  meshos.release.rollback:
+    mode: verify_backup
+    environment: production
+    state_dir: /var/lib/meshos-release
+    haproxy_socket: /run/haproxy/admin.sock
+    targets: "{{ fleet }}"
+"""
+
+RETURN = r"""
+status:
+  description: C(complete), C(in_progress) or C(aborted) for O(mode=rollback).
+  returned: when mode is rollback
+  type: str
+plan:
+  description: In check mode, the steps that would run.
+  returned: when mode is rollback
+  type: list
+  elements: dict
+steps:
+  description: Steps performed.
+  returned: when mode is rollback
+  type: list
+  elements: dict
+versions:
+  description: Version of C(current) per target.
+  returned: when mode is rollback or status
+  type: dict
+mixed_versions:
+  description: Whether targets run different versions.
+  returned: when mode is rollback or status
+  type: bool
+active_color:
+  description: The color receiving traffic (blue-green), else null.
+  returned: when mode is status or a blue-green rollback
+  type: str
+rollback_seconds:
+  description: Time from the start of the rollback to its end (traffic fully back), in seconds.
+  returned: when mode is rollback
+  type: float
+ok:
+  description: O(mode=verify_backup); whether the rollback target is intact everywhere.
+  returned: when mode is verify_backup
+  type: bool
+targets:
+  description: O(mode=verify_backup) a dict per target (version, present, manifest, ok, problems, releases); O(mode=status) a
+    list of targets (name, server, backend, color, version, state, weight, sessions).
+  returned: when mode is verify_backup or status
+  type: raw
+canary_percent:
+  description: O(mode=status); the canary share while a canary is in progress.
+  returned: when mode is status
+  type: int
+operation:
+  description: O(mode=status); the operation recorded in the state file (without its steps).
+  returned: when mode is status
+  type: dict
+last_operation:
+  description: O(mode=status); summary of the last finished operation.
+  returned: when mode is status
+  type: dict
+state_file:
+  description: The environment's state file.
+  returned: always
+  type: str
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.meshos.release.plugins.module_utils._rollout import (
+    build_runner,
+    common_argument_spec,
+    status,
+)
+from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
+
+
+def main():
+    spec = common_argument_spec()
+    spec.update(
+        mode=dict(type="str", choices=["rollback", "verify_backup", "status"], default="rollback"),
+        version=dict(type="str"),
+        strategy=dict(type="str", choices=["rolling", "blue-green", "canary"]),
+        retention=dict(type="int", default=5),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    try:
+        read_only = module.check_mode or p["mode"] != "rollback"
+        runner = build_runner(p, read_only, need_color=p["strategy"] == "blue-green",
+                              run_command=module.run_command)
+        if p["mode"] == "verify_backup":
+            result = runner.verify_backup(p["version"], p["retention"])
+            if not result["ok"]:
+                bad = [name for name, rep in result["targets"].items() if not rep["ok"]]
+                first = result["targets"][bad[0]]["problems"][0]
+                module.fail_json(msg="rollback target not intact on %s: %s" % (", ".join(bad), first), **result)
+        elif p["mode"] == "status":
+            result = status(runner.p, runner.store)
+        else:
+            result = runner.rollback(p["strategy"], p["version"], p["batch_size"], p["default_weight"])
+    except PlatformError as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rollout_strategy
+short_description: Roll a release out to hosts behind HAProxy (rolling, blue-green, canary) at zero downtime
+version_added: 0.1.0
+author: meshos release engineering (@meshos)
+description:
+  - Deploys O(version) to the O(targets) with one of three strategies, steering traffic through the HAProxy runtime API.
+  - B(rolling) drains each batch in HAProxy (waits for its sessions to end), installs the artifact into
+    C(releases/<version>) (checksum verified, manifest written), switches C(current) atomically (temp symlink + rename),
+    runs the restart command, waits for C(ready_url) and for HAProxy to report the server UP, re-enables it.
+  - B(blue-green) installs on the idle color, validates it through its own backend, then switches the route map key
+    C(active) to the idle color's backend; the old color keeps running for an instant rollback.
+  - B(canary) deploys O(canary_count) hosts and gives them O(initial_traffic) percent by server weights; O(canary_action)
+    C(advance) goes to the next of O(steps), C(promote) finishes, C(abort) sets the canary weight to 0 and restores the
+    stable version.
+  - Every step is recorded before/after in the environment's state file; re-running resumes an interrupted operation.
+  - All input, the HAProxy socket, backends, servers and version availability are validated before anything changes.
+  - Paths are local to the machine running the module (the lab, or shared storage); see O(targets).
+extends_documentation_fragment:
+  - meshos.release.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Returns the plan (hosts, actions, weights) in RV(plan) and changes nothing.
+  diff_mode:
+    support: none
+options:
+  version:
+    description: Release version to deploy, for example C(5.1.0). Optional for O(canary_action=advance), C(promote), C(abort).
+    type: str
+  strategy:
+    description: Deployment strategy.
+    type: str
+    choices: [rolling, blue-green, canary]
+    default: rolling
+  artifact:
+    description:
+      - Local path of C(<name>-<version>.tar.gz) to install. Without it, O(version) must already be installed on every
+        target that changes (the error lists what is available).
+    type: path
+  checksum:
+    description: Expected sha256 of O(artifact) (hex, optionally prefixed C(sha256:)).
+    type: str
+  max_batches:
+    description: Rolling only; stop after this many batches (C(0) = all). Re-run to continue from the state file.
+    type: int
+    default: 0
+  keep_releases:
+    description: Releases kept per host after a complete deploy (C(0) disables pruning); the current and previous are never deleted.
+    type: int
+    default: 5
+  keep_previous_color:
+    description: Blue-green only; keep the old color running (C(true)) or put its servers into maintenance after the switch.
+    type: bool
+    default: true
+  canary_action:
+    description: Canary only. C(start) deploys the canary hosts at O(initial_traffic); C(advance) goes to the next step
+      (C(100) promotes); C(promote) finishes on every host; C(abort) gives the canary weight 0 and restores it.
+    type: str
+    choices: [start, advance, promote, abort]
+    default: start
+  initial_traffic:
+    description: Canary only; percentage of requests for the canary hosts at start (1-99).
+    type: int
+    default: 5
+  steps:
+    description: Canary only; increasing percentages after O(initial_traffic), ending at 100.
+    type: list
+    elements: int
+    default: [10, 25, 50, 100]
+  canary_count:
+    description: Canary only; how many targets (the first ones listed) run the canary.
+    type: int
+    default: 1
+  environment:
+    description:
+      - Environment name, for example C(production). Selects the state file C(<state_dir>/<environment>.json).
+    type: str
+    required: true
+  state_dir:
+    description:
+      - Directory of the per-environment JSON state files (written atomically; a re-run resumes from them).
+    type: path
+    required: true
+  haproxy_socket:
+    description:
+      - HAProxy runtime API unix socket (C(stats socket ... level admin)).
+    type: path
+    required: true
+  backend:
+    description:
+      - HAProxy backend of targets that have no O(targets[].color) and no O(targets[].backend).
+    type: str
+    default: be_app
+  route_map:
+    description:
+      - HAProxy map file whose key C(active) names the backend the frontend routes to (C(be_app), C(be_blue),
+        C(be_green)). Required for blue-green.
+    type: path
+  targets:
+    description:
+      - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
+        storage); for remote hosts run per-host tasks with C(delegate_to).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Instance name (letters, digits, C(_), C(.), C(-)).
+        type: str
+        required: true
+      server:
+        description: HAProxy server name; defaults to O(targets[].name).
+        type: str
+      backend:
+        description: HAProxy backend; defaults to C(be_<color>) for colored targets, else O(backend).
+        type: str
+      color:
+        description: C(blue) or C(green) for blue-green.
+        type: str
+        choices: [blue, green]
+      release_root:
+        description: Absolute directory holding C(releases/<version>/) and the C(current) symlink.
+        type: str
+        required: true
+      restart_command:
+        description:
+          - Command (no shell) restarting the instance on the new C(current); placeholders C({name}), C({host}),
+            C({version}), C({port}), C({release_root}).
+        type: str
+        required: true
+      ready_url:
+        description: URL answering 200 when the instance is ready.
+        type: str
+        required: true
+      status_url:
+        description: Optional URL returning JSON with C(version), used to detect an instance still running an old version.
+        type: str
+      weight:
+        description: Unused per-target weight hint (1-256); O(default_weight) is what is restored.
+        type: int
+      host:
+        description: Value for the C({host}) placeholder.
+        type: str
+      port:
+        description: Value for the C({port}) placeholder.
+        type: int
+  drain_timeout:
+    description: Seconds to wait for a drained server's sessions to end before failing.
+    type: float
+    default: 30.0
+  ready_timeout:
+    description: Seconds to wait for readiness (C(ready_url) 200, then HAProxy reporting the server UP).
+    type: float
+    default: 30.0
+  interval:
+    description: Polling interval in seconds.
+    type: float
+    default: 0.2
+  batch_size:
+    description: Hosts per rolling batch, a count (C(2)) or a percentage (C(25%)).
+    type: str
+    default: "1"
+  default_weight:
+    description: HAProxy weight restored on every server after a canary.
+    type: int
+    default: 100
+notes:
+  - The HAProxy configuration must route with C(use_backend %[str(active),map(<route_map>,be_app)]), have health checks
+    (C(option httpchk GET /ready)) and should use C(option redispatch), C(retries) and C(retry-on) so no request fails
+    while an instance restarts.
+seealso:
+  - module: meshos.release.rollback
+"""
+
+EXAMPLES = r"""
+- name: Rolling deploy of 5.1.0, one host at a time
+  meshos.release.rollout_strategy:
+    environment: production
+    state_dir: /var/lib/meshos-release
+    haproxy_socket: /run/haproxy/admin.sock
+    version: 5.1.0
+    artifact: /srv/artifacts/meshapp-5.1.0.tar.gz
+    checksum: "sha256:0b5c..."
+    targets:
+      - name: app1
+        release_root: /srv/meshapp/app1
+        restart_command: systemctl restart meshapp@app1
+        ready_url: http://10.0.0.11:8081/ready
+
+- name: Canary at 5 percent
+  meshos.release.rollout_strategy:
+    environment: production
+    state_dir: /var/lib/meshos-release
+    haproxy_socket: /run/haproxy/admin.sock
+    strategy: canary
+    canary_action: start
+    initial_traffic: 5
+    version: 5.1.0
+    targets: "{{ fleet }}"
+"""
+
+RETURN = r"""
+status:
+  description: C(complete), C(in_progress) (batches or canary steps remain) or C(aborted).
+  returned: always
+  type: str
+  sample: complete
+plan:
+  description: In check mode, the steps that would run (target, action, version/weight/color).
+  returned: always
+  type: list
+  elements: dict
+steps:
+  description: Steps performed, each with target, action and changed.
+  returned: always
+  type: list
+  elements: dict
+versions:
+  description: Version of C(current) per target afterwards.
+  returned: always
+  type: dict
+  sample: {app1: 5.1.0, app2: 5.0.0}
+mixed_versions:
+  description: Whether targets run different versions (a rolling deploy in progress).
+  returned: always
+  type: bool
+state_file:
+  description: The environment's state file.
+  returned: always
+  type: str
+strategy:
+  description: Strategy used.
+  returned: success
+  type: str
+active_color:
+  description: Blue-green only; the color receiving traffic afterwards.
+  returned: when strategy is blue-green
+  type: str
+  sample: green
+canary_percent:
+  description: Canary only; the canary's share of requests in percent.
+  returned: when strategy is canary
+  type: int
+  sample: 5
+weights:
+  description: Canary only; the HAProxy weights set on canary and stable servers.
+  returned: when a canary step set weights
+  type: dict
+  sample: {canary: 16, stable: 100}
+pruned:
+  description: Releases removed per target by retention.
+  returned: success
+  type: dict
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.meshos.release.plugins.module_utils._rollout import (
+    build_runner,
+    common_argument_spec,
+)
+from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
+
+
+def main():
+    spec = common_argument_spec()
+    spec.update(
+        version=dict(type="str"),
+        strategy=dict(type="str", choices=["rolling", "blue-green", "canary"], default="rolling"),
+        artifact=dict(type="path"),
+        checksum=dict(type="str"),
+        max_batches=dict(type="int", default=0),
+        keep_releases=dict(type="int", default=5),
+        keep_previous_color=dict(type="bool", default=True),
+        canary_action=dict(type="str", choices=["start", "advance", "promote", "abort"], default="start"),
+        initial_traffic=dict(type="int", default=5),
+        steps=dict(type="list", elements="int", default=[10, 25, 50, 100]),
+        canary_count=dict(type="int", default=1),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    try:
+        if p["strategy"] != "canary" and not p["version"]:
+            module.fail_json(msg="version is required for strategy %s" % p["strategy"])
+        if p["max_batches"] < 0:
+            module.fail_json(msg="invalid max_batches %d: expected 0 (all) or more" % p["max_batches"])
+        if p["keep_releases"] < 0 or p["keep_releases"] == 1:
+            module.fail_json(msg="invalid keep_releases %d: expected 0 (no pruning) or >= 2" % p["keep_releases"])
+        runner = build_runner(p, module.check_mode, need_color=p["strategy"] == "blue-green",
+                              run_command=module.run_command)
+        if p["strategy"] == "rolling":
+            result = runner.rolling(p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"],
+                                    p["keep_releases"])
+        elif p["strategy"] == "blue-green":
+            result = runner.blue_green(p["version"], p["artifact"], p["checksum"], p["keep_previous_color"],
+                                       p["keep_releases"])
+        else:
+            result = runner.canary(p["canary_action"], p["version"], p["artifact"], p["checksum"], p["initial_traffic"],
+                                   p["steps"], p["canary_count"], p["default_weight"], p["batch_size"])
+    except PlatformError as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from ansible_collections.meshos.release.plugins.module_utils._haproxy import HAProxyClient, HAProxyError
+from ansible_collections.meshos.release.plugins.module_utils.platform import ConfigError, NotFoundError
+
+STAT = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,"
+        "act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,"
+        "rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,"
+        "hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,"
+        "last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,"
+        "check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr\n"
+        "be_app,app1,0,0,2,5,,9,,,,,,,,,,UP,100" + "," * 53 + "127.0.0.1:1\n"
+        "be_app,app2,0,0,0,5,,9,,,,,,,,,,DRAIN,50" + "," * 53 + "127.0.0.1:2\n"
+        "be_app,BACKEND,0,0,2,5,,9,,,,,,,,,,UP,150" + "," * 53 + "\n\n")
+
+
+class FakeHAProxy:
+    def __init__(self, path, answers):
+        self.path = path
+        self.answers = answers
+        self.received = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            cmd = conn.recv(4096).decode().strip()
+            self.received.append(cmd)
+            answer = next((a for prefix, a in self.answers if cmd.startswith(prefix)), "Unknown command.\n")
+            conn.sendall(answer.encode())
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def fake(tmp_path):
+    path = os.path.join(str(tmp_path), "s.sock")
+    server = FakeHAProxy(path, [("show stat", STAT), ("show info", "Name: HAProxy\n"),
+                                ("set server be_app/app1", "\n"), ("set weight be_app/app1", ""),
+                                ("set server be_app/nope", "No such server.\n"),
+                                ("show map", "0x55 active be_blue\n"), ("set map", "")])
+    yield server
+    server.close()
+
+
+def test_show_stat_and_servers(fake):
+    client = HAProxyClient(fake.path)
+    servers = client.servers("be_app")
+    assert dict((k, servers["app1"][k]) for k in ("state", "status", "weight", "sessions")) == {
+        "state": "ready", "status": "UP", "weight": 100, "sessions": 2}
+    assert servers["app2"]["state"] == "drain"
+    with pytest.raises(NotFoundError, match="backend 'be_x' not found"):
+        client.servers("be_x")
+    with pytest.raises(NotFoundError, match="server 'zz' not found"):
+        client.server("be_app", "zz")
+
+
+def test_commands(fake):
+    client = HAProxyClient(fake.path)
+    client.set_server_state("be_app", "app1", "drain")
+    client.set_weight("be_app", "app1", 10)
+    assert client.show_map("/m") == {"active": "be_blue"}
+    client.set_map("/m", "active", "be_green")
+    assert fake.received[-1] == "set map /m active be_green"
+    with pytest.raises(NotFoundError, match="No such server"):
+        client.set_server_state("be_app", "nope", "ready")
+    with pytest.raises(ConfigError, match="invalid HAProxy weight"):
+        client.set_weight("be_app", "app1", 300)
+    with pytest.raises(ConfigError, match="state"):
+        client.set_server_state("be_app", "app1", "sleepy")
+    with pytest.raises(ConfigError, match="refusing"):
+        client.command("show stat; shutdown")
+
+
+def test_missing_socket(tmp_path):
+    client = HAProxyClient(str(tmp_path / "none.sock"))
+    with pytest.raises(HAProxyError, match="does not exist"):
+        client.check()
+    with pytest.raises(HAProxyError, match="does not exist"):
+        client.show_stat()
+
+
+def test_permission_denied(tmp_path, monkeypatch):
+    def deny(self, path):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(socket.socket, "connect", deny)
+    with pytest.raises(HAProxyError, match="permission denied"):
+        HAProxyClient(str(tmp_path / "s.sock")).show_stat()
