@@ -104,4 +104,3 @@ def send_all(channels, subject, body, payload=None, open_url=None, timeout=10, d
             result.update(ok=False, sent=False, detail="%s: %s" % (type(exc).__name__, exc))
         results.append(result)
     return results
-

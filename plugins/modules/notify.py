@@ -29,7 +29,8 @@ options:
       - The channels. Each is a dict with C(type) (V(webhook), V(slack), V(email) or V(file)), an optional C(name)
         and C(required) (bool, default false).
       - V(webhook) and V(slack) take C(url), optional C(headers) and C(validate_certs); a generic webhook receives
-        JSON with C(subject), C(body) and the O(payload) fields, a Slack-compatible one C({"text": ...}).
+        JSON with C(subject), C(body) and the O(payload) fields, a Slack-compatible one a JSON object with a single
+        C(text) field.
       - V(email) takes C(to) (string or list), C(smtp_host), optional C(smtp_port) (25), C(from), C(starttls),
         C(smtp_user), C(smtp_password).
       - V(file) takes C(path) and appends one JSON line per message (an outbox).
