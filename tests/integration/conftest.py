@@ -8,9 +8,10 @@ Fixtures
     labctl          run_labctl(root, *args, check=True) -> parsed JSON of one labctl.py call
     lab_processes   a LabProcesses in a fresh tmp root; every process it started is stopped at teardown
     run_playbook    run_playbook(playbook, extra_vars=None, check=True) -> PlaybookRun (rc, output, changed)
-    lab             session-wide lab (lab_up.yml, default ports 18080.., tmp lab_root) torn down at the end
+    lab             session-wide lab (lab_up.yml, test ports 18880.., tmp lab_root) torn down at the end
 
-Keep to your port range from docs/design.md: the lab fixture owns the lab defaults (18080-18084, 18404, 19090, 19093).
+Keep to your port range from docs/design.md: the lab fixture owns 18880-18884, 18904, 19890, 19893 (not the lab's
+defaults, so tests also pass while `make lab-up` has the default lab running).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LABCTL = REPO_ROOT / "roles" / "lab" / "files" / "labctl.py"
-LAB_DEFAULT_PORTS = {"app_port_base": 18080, "haproxy": 18080, "stats": 18404, "prometheus": 19090, "alertmanager": 19093}
+LAB_DEFAULT_PORTS = {"app_port_base": 18880, "haproxy": 18880, "stats": 18904, "prometheus": 19890, "alertmanager": 19893}
 LAB_INSTANCES = 4
 
 
@@ -285,7 +286,11 @@ def lab_vars(root, app_port_base, haproxy, stats, prometheus, alertmanager, inst
     """Extra vars for lab_up.yml / lab_down.yml."""
     return {"lab_root": str(root), "lab_app_port_base": app_port_base, "lab_haproxy_port": haproxy,
             "lab_stats_port": stats, "lab_prometheus_port": prometheus, "lab_alertmanager_port": alertmanager,
-            "lab_instances": instances}
+            "lab_instances": instances,
+            # one stack on localhost, described by these extra vars, not the inventory's per-environment stacks
+            "lab_up_hosts": "localhost",
+            # tests count requests exactly: no synthetic traffic unless a test starts its own
+            "lab_traffic_enabled": False}
 
 
 def start_lab(root, ports: dict, instances: int = LAB_INSTANCES) -> Lab:
@@ -317,8 +322,8 @@ def stop_lab(root, extra_vars: dict) -> PlaybookRun:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    """The lab with its default ports (HAProxy 18080, app1..4 on 18081-18084, Prometheus 19090, Alertmanager
-    19093) in a tmp lab_root, brought up once per session by lab_up.yml and torn down by lab_down.yml."""
+    """The lab on the test ports (HAProxy 18880, app1..4 on 18881-18884, Prometheus 19890, Alertmanager
+    19893) in a tmp lab_root, brought up once per session by lab_up.yml and torn down by lab_down.yml."""
     root = tmp_path_factory.mktemp("meshos-lab")
     extra = lab_vars(root, **LAB_DEFAULT_PORTS)
     try:
