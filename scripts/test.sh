@@ -12,8 +12,10 @@ cd "$root"
 
 all_stages=(build sanity units lint integration molecule)
 if [ "$#" -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
-# MESHOS_ANSIBLE_TEST_DIR lets parallel runs use separate copies
-ansible_test_root="${MESHOS_ANSIBLE_TEST_DIR:-$root/.build/ansible-test}/ansible_collections/meshos/release"
+# ansible-test resolves real paths and, inside a git work tree, only sees files git does not ignore: the copy must
+# live OUTSIDE this repository. One copy per checkout; MESHOS_ANSIBLE_TEST_DIR lets parallel runs use others.
+checkout_id=$(printf '%s' "$root" | cksum | cut -d' ' -f1)
+ansible_test_root="${MESHOS_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/meshos-ansible-test-$checkout_id}/ansible_collections/meshos/release"
 summary=()
 failed=0
 
@@ -40,8 +42,14 @@ stage_build() {
 
 stage_sanity() {
   copy_for_ansible_test
+  mkdir -p "$root/.build"
+  local log="$root/.build/sanity.log"
   (cd "$ansible_test_root" && ansible-test sanity --venv --python "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
-     --color no)
+     --color no) 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  # a copy that ansible-test cannot see passes with "All targets skipped": that is a failure, not a pass
+  if grep -q "All targets skipped" "$log"; then echo "sanity: ansible-test saw no files in $ansible_test_root"; return 1; fi
+  return "$rc"
 }
 
 stage_units() {

@@ -482,6 +482,14 @@ class Rollout:
     def rollback_version(self, targets: t.List[Target], version: t.Optional[str]) -> str:
         if version:
             return check_version(version)
+        # A deploy stopped half-way (for example by a failed batch gate): go back to what it replaced, not to the
+        # previous_version of an older completed deploy.
+        op = self.store.operation or {}
+        if op.get("kind") == "deploy" and op.get("status") == "in_progress":
+            froms = sort_versions(set(v for v in (op.get("from_versions") or {}).values()
+                                      if v and v != op.get("version")))
+            if froms:
+                return froms[-1]
         prev = self.store.data.get("previous_version")
         if prev:
             return prev

@@ -69,7 +69,7 @@ def main(argv=None):
     deadline = time.monotonic() + args.duration
     interval = args.connections / args.rps
     threads = [threading.Thread(target=worker, args=(args.url, interval, deadline, stop, counters), daemon=True)
-               for _ in range(args.connections)]
+               for _index in range(args.connections)]
     for thread in threads:
         thread.start()
     while not stop.is_set() and time.monotonic() < deadline:

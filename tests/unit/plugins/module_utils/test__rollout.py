@@ -214,3 +214,12 @@ def test_rollback_picks_the_previous_version(tmp_path):
 def test_bad_environment_name(tmp_path):
     with pytest.raises(ConfigError, match="invalid environment"):
         StateStore(str(tmp_path), "../etc")
+
+
+def test_rollback_after_a_stopped_deploy_returns_to_what_it_replaced(tmp_path):
+    platform = FakePlatform(["a", "b", "c"], version="5.0.0", installed=("5.0.0", "5.1.0", "5.2.0"))
+    _runner(tmp_path, platform).rolling("5.1.0", keep_releases=0)  # complete: previous_version 5.0.0
+    result = _runner(tmp_path, platform).rolling("5.2.0", max_batches=1, keep_releases=0)  # stopped after a batch
+    assert result["status"] == "in_progress" and platform.current["a"] == "5.2.0"
+    result = _runner(tmp_path, platform).rollback(None, None)
+    assert result["versions"] == {"a": "5.1.0", "b": "5.1.0", "c": "5.1.0"}
