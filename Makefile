@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 VERSION ?= 5.1.0
 STRATEGY ?= rolling
+APPROVALS ?= playbooks/vars/lab_approvals.yml
 ENV_SH := . scripts/env.sh
 
 .PHONY: bootstrap test sanity units lint integration molecule build release lab-up lab-down status clean
@@ -23,7 +24,7 @@ lab-down: bootstrap
 
 # The main job against the lab: bring the lab up, then run the release pipeline for VERSION.
 release: lab-up
-	@$(ENV_SH) && ansible-playbook playbooks/release.yml -e version=$(VERSION) -e strategy=$(STRATEGY)
+	@$(ENV_SH) && ansible-playbook playbooks/release.yml -e version=$(VERSION) -e strategy=$(STRATEGY) -e approvals_file=$(abspath $(APPROVALS))
 
 clean: lab-down
 	rm -rf .build tests/output

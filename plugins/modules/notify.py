@@ -12,7 +12,7 @@ version_added: 0.1.0
 author: meshos release engineering (@meshos)
 description:
   - Sends one message (subject and body, usually rendered from the changelog) to every configured channel.
-  - A channel that fails is reported in RV(results) and RV(failed); the task fails only when a channel marked
+  - A channel that fails is reported in RV(results) and RV(failed_channels); the task fails only when a channel marked
     C(required) fails, so a release whose stage requires "communication sent" stops, and others go on.
   - Every channel is validated before anything is sent.
 extends_documentation_fragment:
@@ -88,8 +88,8 @@ sent:
   returned: always
   type: int
   sample: 2
-failed:
-  description: Names of the channels that failed.
+failed_channels:
+  description: Names of the channels that failed (a key of its own, so Ansible's C(failed) keeps its meaning).
   returned: always
   type: list
   elements: str
@@ -128,7 +128,7 @@ def main():
     failed = [result["name"] for result in results if not result["ok"]]
     sent = sum(1 for result in results if result.get("sent"))
     required_failed = [result["name"] for result in results if not result["ok"] and result["required"]]
-    output = dict(changed=sent > 0, results=results, sent=sent, failed=failed)
+    output = dict(changed=sent > 0, results=results, sent=sent, failed_channels=failed)
     if required_failed:
         details = "; ".join("%s: %s" % (r["name"], r["detail"]) for r in results if r["name"] in required_failed)
         module.fail_json(msg="required notification channel(s) failed: %s" % details, **output)
