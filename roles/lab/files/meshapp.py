@@ -164,6 +164,17 @@ class Handler(BaseHTTPRequestHandler):
         app.metrics.observe(path, code, time.monotonic() - start if path == "/" else None)
 
 
+class Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # HAProxy's health checks and clients that hang up reset the connection: normal, not worth a traceback
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -180,9 +191,7 @@ def main(argv=None):
         sys.stderr.write("meshapp %s: crash_on_start fault set, exiting\n" % app.version)
         return 3
     Handler.app = app
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server = Server((args.host, args.port), Handler)
 
     def mark_ready():
         app.ready = True
