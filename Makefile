@@ -1,6 +1,7 @@
 # meshos.release developer entry points. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
 VERSION ?= 5.1.0
+# rolling or canary on the lab (blue-green needs colored hosts, see README)
 STRATEGY ?= rolling
 APPROVALS ?= playbooks/vars/lab_approvals.yml
 ENV_SH := . scripts/env.sh

@@ -152,3 +152,12 @@ def test_faulty_release_is_rolled_back_automatically_in_development(stacks):
                                                    "report_output_dir": os.path.join(stacks.root, "report")},
                           inventory=stacks.inventory, check=False)
     assert report.rc == 0, report.output[-3000:]
+
+
+def test_faulty_canary_is_aborted_and_the_stage_keeps_its_version(stacks):
+    run = stacks.release("5.4.0", check=False, fault="errors", strategy="canary", release_stages=["development"])
+    assert run.rc != 0
+    assert "development deploy of 5.4.0 failed" in run.output and "error_rate" in run.output, run.output[-3000:]
+    # back to what ran before this deploy (5.1.0), never to an older release
+    assert stacks.instance_versions("development") == {"app1": "5.1.0", "app2": "5.1.0"}
+    assert "rolled back automatically to 5.1.0" in run.output
