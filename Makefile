@@ -25,7 +25,7 @@ lab-down: bootstrap
 
 # The main job against the lab: bring the lab up, then run the release pipeline for VERSION.
 release: lab-up
-	@$(ENV_SH) && ansible-playbook playbooks/release.yml -e version=$(VERSION) -e strategy=$(STRATEGY) -e approvals_file=$(abspath $(APPROVALS))
+	@$(ENV_SH) && ansible-playbook playbooks/release.yml -e version=$(VERSION) -e release_strategy=$(STRATEGY) -e approvals_file=$(abspath $(APPROVALS))
 
 clean: lab-down
 	rm -rf .build tests/output
