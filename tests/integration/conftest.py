@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LABCTL = REPO_ROOT / "roles" / "lab" / "files" / "labctl.py"
@@ -280,6 +281,30 @@ def haproxy_command(sock_path, command: str) -> str:
                 break
             chunks.append(chunk)
     return b"".join(chunks).decode()
+
+
+def write_env_inventory(path, environments: dict) -> None:
+    """An inventory shaped like inventories/lab: lab_lb (localhost, where the playbooks run) and one group per
+    environment. environments: group -> (lab_root, [(name, port) or (name, port, color)]); hosts are <group>-<name>.
+    The playbooks derive targets, lab_root and the HAProxy socket from these groups (playbooks/vars/deploy_targets.yml)."""
+    groups = {"lab_lb": {"hosts": {"localhost": None}}}
+    for group, (root, instances) in environments.items():
+        hosts = {}
+        for instance in instances:
+            host = {"lab_instance_name": instance[0], "lab_instance_port": instance[1]}
+            if len(instance) > 2:
+                host["lab_instance_color"] = instance[2]
+            hosts["%s-%s" % (group, instance[0])] = host
+        groups[group] = {"vars": {
+            "lab_root": str(root),
+            "lab_haproxy_socket": "{{ lab_root }}/haproxy/admin.sock",
+            "lab_restart_command": "{{ ansible_playbook_python }} {{ lab_root }}/bin/labctl.py --root {{ lab_root }}"
+                                   " instance-restart {name} --wait-ready 30"}, "hosts": hosts}
+    inventory = {"all": {"vars": {"ansible_connection": "local",
+                                  "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+                         "children": groups}}
+    with open(path, "w") as handle:
+        yaml.safe_dump(inventory, handle, sort_keys=False)
 
 
 def lab_vars(root, app_port_base, haproxy, stats, prometheus, alertmanager, instances=LAB_INSTANCES) -> dict:

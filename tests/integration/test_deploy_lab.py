@@ -23,7 +23,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _hosts_env as h  # noqa: E402
-from conftest import haproxy_command, http_get, lab_vars, port_is_free, run_labctl, run_playbook, stop_lab  # noqa: E402
+from conftest import (  # noqa: E402
+    haproxy_command, http_get, lab_vars, port_is_free, run_labctl, run_playbook, stop_lab, write_env_inventory)
 
 BASE = 23000
 APP = [("app%d" % i, BASE + i) for i in range(1, 5)]
@@ -31,37 +32,6 @@ COLORS = [("blue1", BASE + 21, "blue"), ("green1", BASE + 22, "green")]
 STATS, PROMETHEUS, ALERTMANAGER = BASE + 10, BASE + 30, BASE + 31
 # Short gate for the test: 3 s per batch, error rate over 2 s windows, fail closed without data.
 GATE = {"gate_duration": 3, "gate_window": 2, "gate_interval": 1, "gate_on_inconclusive": "fail"}
-
-INVENTORY = """---
-all:
-  vars:
-    ansible_connection: local
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  children:
-    lab_lb:
-      hosts:
-        localhost:
-{groups}
-"""
-
-GROUP = """    {group}:
-      vars:
-        lab_environment: {group}
-        lab_root: {root}
-        lab_haproxy_port: {haproxy}
-        lab_haproxy_socket: "{{{{ lab_root }}}}/haproxy/admin.sock"
-        lab_labctl: "{{{{ lab_root }}}}/bin/labctl.py"
-        lab_restart_command: >-
-          {{{{ ansible_playbook_python }}}} {{{{ lab_labctl }}}} --root {{{{ lab_root }}}} instance-restart {{name}} --wait-ready 30
-      hosts:
-{hosts}"""
-
-
-def _host(group, name, port, color=None):
-    text = "        %s-%s:\n          lab_instance_name: %s\n          lab_instance_port: %d\n" % (group, name, name, port)
-    if color:
-        text += "          lab_instance_color: %s\n" % color
-    return text
 
 
 class Stack:
@@ -78,12 +48,7 @@ class Stack:
                            "lab_haproxy_green_servers": [{"name": "green1", "port": COLORS[1][1]}]})
 
     def write_inventory(self):
-        groups = GROUP.format(group="itest", root=self.lab_root, haproxy=BASE,
-                              hosts="".join(_host("itest", n, p) for n, p in APP))
-        groups += GROUP.format(group="itestbg", root=self.lab_root, haproxy=BASE,
-                               hosts="".join(_host("itestbg", n, p, c) for n, p, c in COLORS))
-        with open(self.inventory, "w") as handle:
-            handle.write(INVENTORY.format(groups=groups))
+        write_env_inventory(self.inventory, {"itest": (self.lab_root, APP), "itestbg": (self.lab_root, COLORS)})
 
     def playbook(self, name, extra=None, check=True):
         return run_playbook("playbooks/" + name, extra or {}, check=check, inventory=self.inventory, timeout=300)

@@ -17,7 +17,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import lab_vars, port_is_free, run_playbook, stop_lab  # noqa: E402
+from conftest import lab_vars, port_is_free, run_playbook, stop_lab, write_env_inventory  # noqa: E402
 
 STACKS = {"development": 22000, "staging": 22100, "production": 22200}
 INSTANCES = 2
@@ -31,19 +31,6 @@ APPROVED = {
     "business_approval": {"by": "carol", "role": "product owner", "at": "2026-11-30T11:00:00Z", "ref": "BIZ-1"},
     "change_ticket": {"by": "dave", "role": "change manager", "at": "2026-11-30T11:30:00Z", "ref": "CHG-1"},
 }
-
-
-def _inventory(stacks):
-    groups = {}
-    for env, base in STACKS.items():
-        root = stacks.roots[env]
-        hosts = dict(("%s-app%d" % (env, i), {"lab_instance_name": "app%d" % i, "lab_instance_port": base + i})
-                     for i in range(1, INSTANCES + 1))
-        groups[env] = {"vars": {"lab_root": root, "lab_haproxy_socket": root + "/haproxy/admin.sock"}, "hosts": hosts}
-    groups["lab_lb"] = {"hosts": {"localhost": None}}
-    return {"all": {"vars": {"ansible_connection": "local",
-                             "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-                    "children": groups}}
 
 
 class Stacks:
@@ -91,8 +78,8 @@ def stacks(tmp_path_factory):
     if busy:
         pytest.fail("ports already in use on 127.0.0.1: %s" % busy)
     lab = Stacks(tmp_path_factory.mktemp("pipeline"))
-    with open(lab.inventory, "w") as handle:
-        yaml.safe_dump(_inventory(lab), handle)
+    write_env_inventory(lab.inventory, dict(
+        (env, (lab.roots[env], [("app%d" % i, base + i) for i in range(1, INSTANCES + 1)])) for env, base in STACKS.items()))
     try:
         for env in STACKS:
             run_playbook("playbooks/lab_up.yml", lab.extra[env])

@@ -24,31 +24,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import REPO_ROOT, http_get, lab_vars, port_is_free, run_labctl, run_playbook, stop_lab  # noqa: E402
+from conftest import (  # noqa: E402
+    REPO_ROOT, http_get, lab_vars, port_is_free, run_labctl, run_playbook, stop_lab, write_env_inventory)
 
 BASE = 24000
 ENV = "rbtest"
 APP = [("app%d" % i, BASE + i) for i in range(1, 5)]
 STATS, PROMETHEUS, ALERTMANAGER = BASE + 10, BASE + 30, BASE + 31
-
-INVENTORY = """---
-all:
-  vars:
-    ansible_connection: local
-    ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-  children:
-    lab_lb:
-      hosts:
-        localhost:
-    {env}:
-      vars:
-        lab_root: {root}
-        lab_haproxy_socket: "{{{{ lab_root }}}}/haproxy/admin.sock"
-        lab_restart_command: >-
-          {{{{ ansible_playbook_python }}}} {{{{ lab_root }}}}/bin/labctl.py --root {{{{ lab_root }}}}
-          instance-restart {{name}} --wait-ready 30
-      hosts:
-{hosts}"""
 
 # A deploy that stops after max_batches batches (the same targets the runbook playbooks derive).
 PARTIAL_DEPLOY = """---
@@ -83,10 +65,7 @@ class Lab:
         self.extra.update({"lab_stacks": [], "lab_prometheus_enabled": False, "lab_alertmanager_enabled": False})
 
     def write_files(self):
-        hosts = "".join("        %s-%s:\n          lab_instance_name: %s\n          lab_instance_port: %d\n"
-                        % (ENV, name, name, port) for name, port in APP)
-        with open(self.inventory, "w") as handle:
-            handle.write(INVENTORY.format(env=ENV, root=self.lab_root, hosts=hosts))
+        write_env_inventory(self.inventory, {ENV: (self.lab_root, APP)})
         with open(self.deploy_playbook, "w") as handle:
             handle.write(PARTIAL_DEPLOY.format(vars_file=REPO_ROOT / "playbooks" / "vars" / "deploy_targets.yml"))
 

@@ -8,13 +8,11 @@ import os
 import socket
 import tempfile
 import threading
-from unittest import mock
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.meshos.release.plugins.modules import haproxy_info
+from ansible_collections.meshos.release.tests.unit.plugins.modules.module_runner import run_module
 
 HEADER = "# pxname,svname,qcur,scur,weight,status,lastchg,check_status,check_code,addr,"
 STAT = "\n".join([
@@ -28,10 +26,6 @@ STAT = "\n".join([
     "be_blue,BACKEND,0,0,0,DOWN,300,,,,",
     "",
 ])
-
-
-class Exit(Exception):
-    pass
 
 
 @pytest.fixture
@@ -62,23 +56,7 @@ def stat_socket():
 
 
 def run(args):
-    out = {}
-
-    def exit_json(self, **kwargs):
-        out.update(kwargs)
-        raise Exit()
-
-    def fail_json(self, **kwargs):
-        kwargs["failed"] = True
-        out.update(kwargs)
-        raise Exit()
-
-    with patch_module_args(args), \
-            mock.patch.object(haproxy_info.AnsibleModule, "exit_json", exit_json), \
-            mock.patch.object(haproxy_info.AnsibleModule, "fail_json", fail_json), \
-            pytest.raises(Exit):
-        haproxy_info.main()
-    return out
+    return run_module(haproxy_info, args)
 
 
 def test_servers_of_one_backend(stat_socket):

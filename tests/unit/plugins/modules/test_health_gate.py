@@ -9,37 +9,16 @@ from unittest import mock
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.meshos.release.plugins.modules import health_gate
-
-
-class Exit(Exception):
-    pass
+from ansible_collections.meshos.release.tests.unit.plugins.modules.module_runner import run_module
 
 
 def run(args, result=None):
-    out = {}
-
-    def exit_json(self, **kwargs):
-        out.update(kwargs)
-        raise Exit()
-
-    def fail_json(self, **kwargs):
-        kwargs["failed"] = True
-        out.update(kwargs)
-        raise Exit()
-
-    with patch_module_args(args), \
-            mock.patch.object(health_gate.AnsibleModule, "exit_json", exit_json), \
-            mock.patch.object(health_gate.AnsibleModule, "fail_json", fail_json):
-        if result is None:
-            with pytest.raises(Exit):
-                health_gate.main()
-        else:
-            with mock.patch.object(health_gate, "run_gate", return_value=result), pytest.raises(Exit):
-                health_gate.main()
-    return out
+    """The module with args; with result, run_gate is replaced so only the wrapper runs."""
+    if result is None:
+        return run_module(health_gate, args)
+    with mock.patch.object(health_gate, "run_gate", return_value=result):
+        return run_module(health_gate, args)
 
 
 def verdict(v):
