@@ -16,7 +16,15 @@ description:
     (SHA-256 of the entry's canonical JSON), so editing, removing, reordering or inserting a line breaks the chain.
   - A head file (O(path) + C(.head)) records the last entry so that lines cut off the end are detected.
   - Appends hold an exclusive lock on O(path) + C(.lock); an append refuses to extend a log whose last line does
-    not verify.
+    not verify or does not match the head file (a line written without the lock is refused, naming its line).
+  - A failed append (for example a full disk) leaves the log and the head file as they were and fails with the
+    reason; no partial line and no temporary file stay behind.
+  - With an HMAC key (O(hmac_key_file), O(hmac_key) or the E(MESHOS_AUDIT_HMAC_KEY) environment variable) every
+    new entry carries C(mac), an HMAC-SHA256 of its hash, and the head file a MAC of its own, so forged entries,
+    rewritten history and a truncated log with a rewritten head file fail V(verify) for anyone without the key.
+    Entries written before the key was introduced stay valid (the first keyed entry chains them).
+  - A keyed log verified without the key is reported as not verifiable (RV(valid=false)), never as valid; an
+    append to a keyed log without the key is refused.
 extends_documentation_fragment:
   - meshos.release.attributes
 attributes:
@@ -63,7 +71,10 @@ options:
     description: Seconds the action took (V(append)).
     type: float
   details:
-    description: Any further JSON data (V(append)), for example C(downtime_seconds), C(ticket), C(failed_checks).
+    description:
+      - Any further JSON data (V(append)), for example C(downtime_seconds), C(ticket), C(failed_checks).
+      - Credentials inside URLs in string values (user info, secret query parameters, Slack webhook paths) are
+        masked before the entry is written.
     type: dict
     default: {}
   fail_on_invalid:
@@ -74,6 +85,19 @@ options:
     description: With V(verify), treat a missing head file as a break when the log has entries.
     type: bool
     default: true
+  hmac_key_file:
+    description:
+      - File holding the HMAC key (at least 16 bytes; a trailing newline is not part of the key), for example
+        written by C(openssl rand -hex 32 > key). Keep it readable only by the release user.
+      - Used for V(append) (new entries get a MAC) and V(verify) (MACs checked).
+      - Mutually exclusive with O(hmac_key).
+    type: path
+  hmac_key:
+    description:
+      - The HMAC key itself (at least 16 bytes), for example from Ansible Vault. Never logged.
+      - If not set, the environment variable E(MESHOS_AUDIT_HMAC_KEY) is used.
+      - Mutually exclusive with O(hmac_key_file).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -93,6 +117,21 @@ EXAMPLES = r"""
 - name: Verify the chain
   meshos.release.audit_log:
     path: /var/lib/meshos-release/audit.jsonl
+    state: verify
+
+- name: Record an approval in an HMAC-authenticated log
+  meshos.release.audit_log:
+    path: /var/lib/meshos-release/audit.jsonl
+    hmac_key_file: /etc/meshos-release/audit.key
+    action: approval
+    version: 5.1.0
+    environment: production
+    result: success
+
+- name: Verify the chain and every MAC
+  meshos.release.audit_log:
+    path: /var/lib/meshos-release/audit.jsonl
+    hmac_key: "{{ vault_audit_hmac_key }}"
     state: verify
 
 - name: Staging deployments of 5.1.0
@@ -132,6 +171,14 @@ last_hash:
   description: Hash of the last verified entry.
   returned: state=verify
   type: str
+keyed:
+  description: Whether the log carries HMACs (it was written with a key).
+  returned: state=verify
+  type: bool
+authenticated:
+  description: True only when a key was configured and the chain, every MAC and the head file's MAC verified.
+  returned: state=verify
+  type: bool
 entries:
   description: Matching entries in log order.
   returned: state=query
@@ -142,9 +189,25 @@ entries:
 import getpass
 import json
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.meshos.release.plugins.module_utils._audit import RESULTS, AuditError, AuditLog
+from ansible_collections.meshos.release.plugins.module_utils._audit import (
+    KEY_ENV,
+    RESULTS,
+    AuditError,
+    AuditLog,
+    load_key,
+)
+from ansible_collections.meshos.release.plugins.module_utils._redact import redact_text
+
+
+def _redacted(value):
+    """details with credentials in URLs masked (a gate's error message can carry one) before they are stored."""
+    if isinstance(value, dict):
+        return dict((k, _redacted(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return redact_text(value) if isinstance(value, str) else value
 
 
 def main():
@@ -162,17 +225,29 @@ def main():
             details=dict(type="dict", default={}),
             fail_on_invalid=dict(type="bool", default=True),
             require_head=dict(type="bool", default=True),
+            hmac_key_file=dict(type="path"),
+            hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, [KEY_ENV])),
         ),
         required_if=[("state", "append", ("action", "result"))],
+        mutually_exclusive=[("hmac_key", "hmac_key_file")],
         supports_check_mode=True,
     )
     p = module.params
-    log = AuditLog(p["path"])
+    try:
+        # an explicit key file wins over the environment fallback of hmac_key
+        key = load_key(key=None if p["hmac_key_file"] else p["hmac_key"], key_file=p["hmac_key_file"])
+    except AuditError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    if key is not None:
+        # a key read from a file is a secret too: mask it wherever it could show up
+        module.no_log_values.add(key.decode("utf-8", errors="replace"))
+    log = AuditLog(p["path"], key=key)
     try:
         if p["state"] == "verify":
             report = log.verify(require_head=p["require_head"])
             result = dict(changed=False, valid=report["valid"], first_bad_line=report["first_bad_line"],
-                          error=report["error"], count=report["entries"], last_hash=report["last_hash"])
+                          error=report["error"], count=report["entries"], last_hash=report["last_hash"],
+                          keyed=report["keyed"], authenticated=report["authenticated"])
             if not report["valid"] and p["fail_on_invalid"]:
                 module.fail_json(msg="audit log does not verify: %s" % report["error"], **result)
             module.exit_json(**result)
@@ -182,7 +257,7 @@ def main():
             module.exit_json(changed=False, entries=entries, count=len(entries))
         fields = dict(actor=p["actor"] or getpass.getuser(), action=p["action"], version=p["version"],
                       environment=p["environment"], strategy=p["strategy"], result=p["result"],
-                      duration=p["duration"], details=p["details"])
+                      duration=p["duration"], details=_redacted(p["details"]))
         entry = log.preview(**fields) if module.check_mode else log.append(**fields)
     except AuditError as exc:
         module.fail_json(msg=str(exc), changed=False)
