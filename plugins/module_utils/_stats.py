@@ -28,7 +28,11 @@ def parse_duration(value, name="duration"):
     if isinstance(value, bool):
         raise ValueError("%s: %r is not a duration; use seconds or a string like '30s', '2m', '1h'" % (name, value))
     if isinstance(value, (int, float)):
-        if value < 0 or math.isnan(value):
+        if math.isnan(value) or math.isinf(value):
+            # an infinite duration would poll forever, NaN compares false everywhere: both fail closed here
+            raise ValueError("%s: %r is not a finite number of seconds; use seconds >= 0 or a string like '30s', '2m'"
+                             % (name, value))
+        if value < 0:
             raise ValueError("%s: %r is negative; use seconds >= 0 or a string like '30s', '2m'" % (name, value))
         return float(value)
     text = str(value).strip().lower()

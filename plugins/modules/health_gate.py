@@ -23,8 +23,27 @@ description:
   - C(fail) fails the task with a one-line summary naming the failing checks and values, and still returns every
     check's result, so C(block)/C(rescue) can roll back. C(inconclusive) (no data, too few samples, a source
     unreachable) fails closed unless O(on_inconclusive) says otherwise.
-  - The default policy is C(DEFAULT_POLICY) in C(plugins/module_utils/_health_policy.py), the single place where the
-    seed's thresholds live; RV(policy) returns the policy that was applied.
+  - Sources fail closed. A check whose source (Prometheus, Alertmanager, HAProxy, the targets' metrics or health
+    endpoints) failed at the check's last poll, or failed more than O(max_source_failure_ratio) of the polls that
+    reached it, is C(inconclusive), naming the source and its error; it never passes on samples taken before the
+    source stopped answering. A target whose health check is still failing at the end of the watch (not yet for
+    the check's threshold) makes C(health_checks) inconclusive too. A breach seen before the source stopped still
+    fails.
+  - Values are validated. A value no real signal can have (NaN, +Inf or -Inf, a negative error rate, latency, CPU
+    or memory value, a success, error or unhealthy ratio outside [0, 1]) is a failed poll whose error names the
+    PromQL query or the scrape; the check cannot pass on it.
+  - Thresholds, ratios, durations and scores are range-checked before anything is polled; a bad value fails the
+    task with one line naming the option, the value and the allowed range. Ratios (error rate, success rate,
+    unhealthy agents, CPU, memory) are fractions (V(0.05) is 5 %); a string with a percent sign (V('5%')) is
+    accepted as well. Error, success and unhealthy ratios must lie in [0, 1], latency thresholds and CPU and memory
+    thresholds must be > 0, C(baseline_factor) must be > 0, C(baseline_floor) >= 0, C(quantile) in (0, 1],
+    windows, intervals and timeouts > 0, O(duration) >= 0 (V(0) is one evaluation).
+  - 'The policy comes from O(profile) (the seed metric table, one list of checks per use) unless O(policy) is given;
+    O(policy_overrides) change single checks of it. The profiles live in C(PROFILES) in
+    C(plugins/module_utils/_health_policy.py), the single place where the seed''s thresholds are kept; RV(policy)
+    returns the policy that was applied.'
+  - Credentials embedded in O(prometheus_url), O(alertmanager_url) or O(targets) (user info, C(token=) style query
+    values) are masked in every message and result.
   - O(mode=baseline) measures the baseline (for example latency P95 before a deploy) and returns it in RV(baseline)
     so the caller can store it and pass it back with O(baseline). O(mode=compare) compares a canary group with a
     baseline group over the same window, with the policy's baseline-relative checks and a Mann-Whitney U judge on
@@ -81,7 +100,8 @@ options:
     type: str
   alertmanager_url:
     description:
-      - Alertmanager base URL (API v2). Without it the C(alerts) checks are skipped.
+      - Alertmanager base URL (API v2). Without it the C(alerts) checks are skipped (an error with
+        O(alerts_required=true)). Set but unreachable, they are inconclusive, never skipped.
       - Silenced and inhibited alerts are ignored.
     type: str
   haproxy_socket:
@@ -99,11 +119,55 @@ options:
     type: str
     choices: [endpoints, haproxy, prometheus]
     default: endpoints
+  profile:
+    description:
+      - The named set of checks and thresholds from the seed's tables that the gate judges (ignored when O(policy) is
+        given). Every profile has the same check names, so O(checks) and O(policy_overrides) work with each;
+        explicit O(policy_overrides) win over the profile's values.
+      - V(rollback_triggers) (the default, as before) is for the long watch after a deploy, where only an automatic
+        rollback trigger should stop the release. health_checks failing > 120 s (trigger "health checks fail for
+        > 2 minutes"); error_rate > 0.05 (trigger "error rate > 5 %"); success_rate < 0.99 (alert threshold,
+        target > 99.9 %); latency_p95 > 2 x baseline with a 50 ms floor (trigger "P95 > 2x baseline"; the floor
+        keeps a few-millisecond loopback baseline from failing on one slow request) or > 1.0 s (alert threshold,
+        target < 500 ms); critical_alerts > 0 (trigger "any critical alert fired"); agents_unhealthy > 0.10
+        (trigger "> 10 % of agents unhealthy", agent health alert < 90 %, target > 95 %); cpu_usage > 0.90 of one
+        core (alert threshold, target < 80 %); memory_usage > 0.95 of O(memory_limit_bytes) (alert threshold,
+        target < 85 %).
+      - V(post_deploy) is the post-deployment validation table at its alert thresholds. As V(rollback_triggers) but
+        error_rate > 0.01 (alert threshold "> 1 %", target < 0.1 %).
+      - V(batch) is for the gate after each batch of a rolling deploy. The alert thresholds, so a release with 1-4 %
+        errors or a slow P95 (> 1000 ms, or > 2 x baseline when O(baseline) is given) stops at the first batch
+        instead of reaching every host before the watch starts. error_rate > 0.01, latency_p95 as above, and
+        health_checks failing > 5 s (a batch gate lasts seconds, and its targets were declared ready before it).
+      - The C(Target) column of the table is reported per check (RV(checks[].target), RV(checks[].target_met)) and
+        named in the pass summary when missed; it never changes the verdict.
+      - CPU and memory come from C(process_cpu_seconds_total) (rate) and C(process_resident_memory_bytes) (divided
+        by O(memory_limit_bytes)), read from each target's O(metrics_path) or from Prometheus.
+    type: str
+    choices: [rollback_triggers, post_deploy, batch]
+    default: rollback_triggers
+  alerts_required:
+    description:
+      - The critical alerts check may not pass unjudged. Every C(alerts) check of the policy runs (whatever
+        O(checks) says), O(alertmanager_url) is required, and an alerts check that is inconclusive (Alertmanager
+        unreachable at the start, or at the end of the watch) fails the gate whatever O(on_inconclusive) says.
+      - Set it for production, where a release must never go out with its alerts unread.
+    type: bool
+    default: false
+  max_source_failure_ratio:
+    description:
+      - Largest fraction of a check's polls whose source may fail (unreachable, bad answer, impossible value)
+        before the check is inconclusive, in [0, 1). One failed poll in five is tolerated as a blip (a scrape
+        racing a restart); more means the source cannot be trusted. A failed last poll is inconclusive
+        whatever this says.
+    type: float
+    default: 0.2
   policy:
     description:
-      - The checks, replacing the default policy. Each check is a dict with C(name), C(metric) (one of
+      - The checks, replacing the profile's policy (O(profile) is then ignored). Each check is a dict with C(name), C(metric) (one of
         C(health_failing_seconds), C(error_rate), C(success_rate), C(latency), C(alerts), C(unhealthy_ratio), C(cpu),
-        C(memory), C(query)), C(comparison) (C(gt), C(ge), C(lt), C(le)), C(threshold), and optionally C(window),
+        C(memory), C(query)), C(comparison) (C(gt), C(ge), C(lt), C(le)), C(threshold), and optionally C(target)
+        (the table's target, reported only), C(window),
         C(interval), C(failure_limit) (consecutive breaches that fail the check, default 1), C(min_samples)
         (default 1), C(quantile), C(baseline_factor), C(baseline_floor), C(severities), C(matchers), C(query)
         (PromQL; C($selector), C($window) are substituted), C(enabled), C(description).
@@ -153,7 +217,9 @@ options:
     description: Baseline values by check name, as returned in RV(baseline) by an earlier O(mode=baseline) run.
     type: dict
   on_inconclusive:
-    description: What an inconclusive verdict does; V(fail) fails closed, V(warn) passes with a warning.
+    description:
+      - What an inconclusive verdict does; V(fail) fails closed, V(warn) passes with a warning, V(pass) passes.
+      - It does not apply to an inconclusive alerts check when O(alerts_required=true); that one fails.
     type: str
     choices: [fail, pass, warn]
     default: fail
@@ -246,6 +312,25 @@ EXAMPLES = r"""
     interval: 5s
     window: 30s
 
+- name: Batch gate of a rolling deploy at the alert thresholds (errors > 1 %, P95 > 1 s or > 2x baseline)
+  meshos.release.health_gate:
+    profile: batch
+    targets: "{{ batch_urls }}"
+    checks: [health_checks, error_rate, latency_p95, cpu_usage, memory_usage]
+    baseline: "{{ health_gate_baseline.baseline }}"
+    duration: 10
+    interval: 1
+    window: 5
+
+- name: Production watch that may never pass with the alerts unread
+  meshos.release.health_gate:
+    profile: post_deploy
+    targets: "{{ health_gate_targets }}"
+    alertmanager_url: http://127.0.0.1:19093
+    alerts_required: true
+    duration: 30m
+    interval: 30s
+
 - name: Only the agents rule, from HAProxy server states, warning instead of failing on missing data
   meshos.release.health_gate:
     checks: [agents_unhealthy]
@@ -299,8 +384,29 @@ checks:
       description: Number of samples beyond the threshold.
       type: int
     reason:
-      description: Why the check has its status, with the measured numbers.
+      description: Why the check has its status, with the measured numbers (credentials masked).
       type: str
+    source:
+      description: The source that feeds the check (Prometheus, Alertmanager URL with credentials masked, ...).
+      type: str
+    polls:
+      description: Number of times the check was evaluated.
+      type: int
+    failed_polls:
+      description: Polls whose source failed or answered an impossible value.
+      type: int
+    last_error:
+      description: The last source error of the check, or null.
+      type: str
+    target:
+      description: The metric table's target for the check (informational), or null.
+      type: float
+    target_met:
+      description: Whether the last value met the target; null without a target or a value.
+      type: bool
+    required:
+      description: Whether the check may not be inconclusive (alerts with O(alerts_required)).
+      type: bool
   sample:
     - name: error_rate
       metric: error_rate
@@ -360,10 +466,34 @@ policy:
 """
 
 import traceback
+from urllib.parse import parse_qsl, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils._health_policy import PolicyError, run_gate
+from ansible_collections.meshos.release.plugins.module_utils._redact import is_secret_param, redact_text
+
+
+def url_secrets(urls):
+    """Credential parts of URLs (user info, secret query values), to mask wherever they would be returned."""
+    secrets = set()
+    for url in urls:
+        if not isinstance(url, str) or "://" not in url:
+            continue
+        try:
+            parts = urlsplit(url)
+            if parts.username or parts.password:
+                secrets.add(parts.netloc.rsplit("@", 1)[0])
+            for value in (parts.username, parts.password):
+                if value:
+                    secrets.add(value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=False):
+                if is_secret_param(key) and value:
+                    secrets.add(value)
+        except ValueError:
+            continue
+    # very short strings would mask unrelated text everywhere; the URL redaction covers them in messages
+    return set(s for s in secrets if len(s) >= 4)
 
 
 def argument_spec():
@@ -402,20 +532,28 @@ def argument_spec():
         judge_min_samples=dict(type="int", default=5),
         pass_score=dict(type="float", default=75, no_log=False),
         marginal_score=dict(type="float", default=50),
+        profile=dict(type="str", choices=["rollback_triggers", "post_deploy", "batch"], default="rollback_triggers"),
+        alerts_required=dict(type="bool", default=False),
+        max_source_failure_ratio=dict(type="float", default=0.2),
     )
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = dict(module.params)
+    # credentials in URLs are masked in everything returned, the invocation (module_args) included
+    module.no_log_values.update(url_secrets([params["prometheus_url"], params["alertmanager_url"]]
+                                            + list(params["targets"] or []) + list(params["baseline_targets"] or [])))
     if params["concurrency"] < 1:
-        module.fail_json(msg="concurrency: %d must be >= 1" % params["concurrency"])
+        module.fail_json(msg="concurrency: %d is out of range; allowed: 1 <= concurrency (connections)"
+                         % params["concurrency"])
     try:
         result = run_gate(params)
     except PolicyError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=redact_text(str(exc)))
     except Exception as exc:  # unexpected: keep the one-line message, add the traceback
-        module.fail_json(msg="health gate error: %s" % exc, exception=traceback.format_exc())
+        module.fail_json(msg=redact_text("health gate error: %s" % " ".join(str(exc).split())),
+                         exception=redact_text(traceback.format_exc()))
     verdict = result["verdict"]
     if verdict == "fail":
         module.fail_json(msg=result["summary"], changed=False, **result)

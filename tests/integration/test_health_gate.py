@@ -140,7 +140,7 @@ def start_apps(procs, ports, release_dir):
     return ["http://127.0.0.1:%d" % p for p in ports]
 
 
-def gate(tmp_path, **args):
+def gate(tmp_path, env_extra=None, **args):
     """Run the module through ansible-playbook; return (failed, result)."""
     out = tmp_path / "gate-result.json"
     if out.exists():
@@ -156,6 +156,7 @@ def gate(tmp_path, **args):
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".build", "collections"))
     env["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
     env["ANSIBLE_NOCOLOR"] = "1"
+    env.update(env_extra or {})
     run = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300, check=False)
     assert out.exists(), run.stdout + run.stderr
@@ -237,6 +238,20 @@ def test_canary_compare_mode_flags_slow_canary(tmp_path, procs, traffic):
     latency = [m for m in result["judge"]["metrics"] if m["metric"] == "latency"][0]
     assert latency["result"] == "fail" and latency["p_value"] < 0.05
     assert result["baseline"]["latency_p95"] < 0.05
+
+
+def test_batch_profile_fails_a_three_percent_error_release(tmp_path, procs, traffic):
+    # issue 9: a 1-4 % error release must stop at the first batch (the rollback trigger of 5 % lets it through)
+    ports = range(20051, 20055)
+    targets = start_apps(procs, ports, release(tmp_path, "5.1.2", error_ratio=0.03))
+    for port in ports:
+        traffic.add(port, per_port=3)
+    failed, result = gate(tmp_path, targets=targets, profile="batch", checks=["error_rate", "latency_p95"],
+                          window="4s", interval="1s")
+    assert failed and result["verdict"] == "fail", result["msg"]
+    check = by_name(result)["error_rate"]
+    assert check["status"] == "fail" and check["threshold"] == 0.01 and 0.01 < check["value"] < 0.05
+    assert by_name(result)["latency_p95"]["status"] == "pass"
 
 
 # ---------------------------------------------------------------- agents rule
@@ -349,6 +364,46 @@ def test_critical_alert_fails_and_silenced_alert_passes(tmp_path, monitoring):
     assert by_name(result)["critical_alerts"]["value"] == 0
 
 
+def prom_query_count():
+    """Instant queries Prometheus has answered so far (its own counter)."""
+    with urllib.request.urlopen(PROM + "/metrics", timeout=2) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_prometheus_stopped_mid_gate_is_inconclusive_not_pass(tmp_path, monitoring):
+    # issue 16: samples taken before Prometheus stopped must not make a pass; credentials stay out of the output
+    before = prom_query_count()
+    outcome = {}
+    secret_url = PROM.replace("http://", "http://gate:s3cr3t-pw@")
+    runner = threading.Thread(target=lambda: outcome.update(result=gate(
+        tmp_path, env_extra={"ANSIBLE_INJECT_INVOCATION": "true"},
+        **prom_args(monitoring, prometheus_url=secret_url, checks=["error_rate", "latency_p95"], duration="12s",
+                    interval="1s"))))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while prom_query_count() < before + 4 and time.monotonic() < deadline:  # the gate's first round answered
+        time.sleep(0.2)
+    time.sleep(2)
+    monitoring["manager"].stop("prometheus")
+    runner.join(timeout=120)
+    failed, result = outcome["result"]
+    assert failed and result["verdict"] == "inconclusive", result["msg"]
+    checks = by_name(result)
+    for name in ("error_rate", "latency_p95"):
+        assert checks[name]["status"] == "inconclusive"
+        assert checks[name]["samples"] >= 1  # it had measured before the stop: exactly the old fail-open case
+        assert "failed at the last poll" in checks[name]["reason"]
+    assert "unreachable" in result["msg"] and "\n" not in result["msg"]
+    dump = json.dumps(result)
+    assert "prometheus_url" in dump  # the injected invocation is there, its credentials masked
+    assert "s3cr3t-pw" not in dump and "********" in result["msg"]
+
+
 def test_prometheus_stopped_is_inconclusive_and_fails_closed(tmp_path, monitoring):
     monitoring["manager"].stop("prometheus")
     failed, result = gate(tmp_path, **prom_args(monitoring, checks=["error_rate", "latency_p95"]))
@@ -359,3 +414,16 @@ def test_prometheus_stopped_is_inconclusive_and_fails_closed(tmp_path, monitorin
     failed, result = gate(tmp_path, **prom_args(monitoring, checks=["error_rate"], on_inconclusive="warn"))
     assert not failed
     assert result["verdict"] == "inconclusive"
+
+
+def test_alertmanager_down_at_start_with_alerts_required_fails(tmp_path, monitoring):
+    monitoring["manager"].stop("alertmanager")
+    args = dict(targets=monitoring["targets"], alertmanager_url=AM, on_inconclusive="warn")
+    # without alerts_required, warn lets an unread Alertmanager through as a warning (the existing semantics)...
+    failed, result = gate(tmp_path, checks=["critical_alerts"], **args)
+    assert not failed and result["verdict"] == "inconclusive"
+    assert by_name(result)["critical_alerts"]["status"] == "inconclusive"
+    # ...with it the alerts check runs although the caller left it out, and its outage fails the gate
+    failed, result = gate(tmp_path, alerts_required=True, checks=["agents_unhealthy"], **args)
+    assert failed and result["verdict"] == "fail"
+    assert "critical_alerts inconclusive and alerts_required" in result["msg"]

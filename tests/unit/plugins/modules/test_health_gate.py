@@ -50,3 +50,52 @@ def test_bad_policy_is_one_line():
 def test_bad_duration_is_one_line():
     out = run({"targets": ["http://127.0.0.1:1"], "duration": "forever"})
     assert out["failed"] and "'forever'" in out["msg"]
+
+
+def test_url_secrets_are_collected_for_masking():
+    secrets = health_gate.url_secrets(["http://gate:s3cr3tpw@prom:9090", "http://am/?token=t0k3n-value&x=1",
+                                       "http://plain:9093", None, "not a url"])
+    assert {"s3cr3tpw", "gate:s3cr3tpw", "t0k3n-value"} <= secrets
+    assert not any("plain" in s for s in secrets)
+
+
+def test_unreachable_prometheus_with_credentials_fails_closed_without_them():
+    # a real refused connection (port 1 on loopback), no waiting: one evaluation
+    out = run({"targets": ["http://127.0.0.1:1"], "source": "prometheus", "checks": ["error_rate"],
+               "prometheus_url": "http://gate:s3cr3tpw@127.0.0.1:1", "timeout": 1})
+    assert out["failed"] and out["verdict"] == "inconclusive"
+    assert "s3cr3tpw" not in json.dumps(out) and "********" in out["msg"]
+    assert "\n" not in out["msg"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    ({"alerts_required": True}, "alerts_required: true needs alertmanager_url"),
+    ({"policy_overrides": {"error_rate": {"threshold": 5}}},
+     "policy_overrides.error_rate.threshold: 5 is out of range; allowed: 0 <= threshold <= 1"),
+    ({"policy_overrides": {"success_rate": {"threshold": -1}}}, "policy_overrides.success_rate.threshold: -1"),
+    ({"max_source_failure_ratio": 1.5}, "max_source_failure_ratio: 1.5 is out of range"),
+    ({"interval": 0}, "interval: 0 is out of range"),
+    ({"concurrency": 0}, "concurrency: 0 is out of range"),
+    ({"profile": "fast"}, "profile"),
+])
+def test_bad_arguments_fail_with_one_line_naming_option_and_value(args, needle):
+    base = {"targets": ["http://127.0.0.1:1"]}
+    base.update(args)
+    with mock.patch.object(health_gate, "run_gate", wraps=health_gate.run_gate) as gate:
+        out = run(base)
+    assert out["failed"] and needle in out["msg"] and "\n" not in out["msg"], out["msg"]
+    assert gate.call_count <= 1
+
+
+def test_alerts_required_inconclusive_fails_even_with_warn():
+    result = verdict("fail")  # what the engine returns for an inconclusive required alerts check
+    out = run({"targets": ["http://127.0.0.1:1"], "alertmanager_url": "http://127.0.0.1:1",
+               "alerts_required": True, "on_inconclusive": "warn"}, result)
+    assert out["failed"]
+
+
+def test_alertmanager_down_with_alerts_required_fails_for_real():
+    out = run({"targets": ["http://127.0.0.1:1"], "alertmanager_url": "http://127.0.0.1:1", "timeout": 1,
+               "alerts_required": True, "on_inconclusive": "warn", "checks": ["critical_alerts"]})
+    assert out["failed"] and out["verdict"] == "fail"
+    assert "critical_alerts inconclusive and alerts_required" in out["msg"]
