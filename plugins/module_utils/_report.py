@@ -4,22 +4,39 @@
 
 """The seed's Success Metrics table and a release's timeline, computed from audit log entries.
 
-Conventions the numbers rely on (the pipeline records them):
+Every number comes from a recorded entry; what was not recorded is reported as "not measured" / "not recorded",
+never as a constant. Conventions the numbers rely on (the pipeline and the playbooks record them):
 
 - a deployment is a ``deploy`` entry whose result is ``success``, ``failure``, ``rolled_back`` or ``aborted``;
-- a rollback is a ``rollback`` entry (not ``started``) or a ``deploy`` entry with result ``rolled_back``;
-  both recorded for the same environment and version count once;
+- a rollback is an entry of action ``rollback`` or ``<kind>_rollback`` (``auto_rollback``, ``runbook_rollback``...)
+  with result ``success`` or ``failure`` (it ran), or any entry with result ``rolled_back``. It belongs to the
+  release it took away: ``details.from_version`` (or ``details.rolled_back_version``), else the entry's
+  ``version`` unless that is ``details.to_version``, else the release last deployed to that environment before
+  it. A ``deploy`` rolled back and its ``rollback`` entry (same environment, release and deploy attempt) count once;
 - an incident is an ``incident`` entry (``details.severity``, ``details.impact`` optional);
-- downtime is the sum of ``details.downtime_seconds`` over all entries;
-- test coverage is the latest ``details.test_coverage`` (percent) of any entry.
+- downtime and failed requests come only from ``details.measured`` of deploy and rollback entries:
+  ``{"source": "haproxy:/path/admin.sock", "requests": N, "failed_requests": N, "downtime_seconds": X,
+  "window_seconds": Y}``, or ``{"source": null, "reason": "..."}`` when nothing could measure. An entry without
+  a measurement with a source is "not measured". The old ``details.downtime_seconds`` is ignored: the pipeline
+  wrote it as a constant 0, not as a measurement;
+- test coverage is the latest ``details.coverage_percent`` (or the older ``details.test_coverage``) of a
+  ``predeploy_check`` entry.
 """
 
 from __future__ import annotations
+
+import math
 
 TERMINAL = ("success", "failure", "rolled_back", "aborted")
 CREATE_ACTIONS = ("release_create", "create_release", "release")
 EVENT_FIELDS = ("seq", "ts", "actor", "action", "environment", "strategy", "result", "duration")
 WATCH_ACTIONS = ("watch", "monitor", "post_deploy_watch")
+ROLLBACK_RAN = ("success", "failure")
+COVERAGE_KEYS = ("coverage_percent", "test_coverage")
+
+
+class MeasurementError(ValueError):
+    """A ``details.measured`` value that is not a measurement; one line naming the bad value."""
 
 
 def _num(value):
@@ -28,11 +45,50 @@ def _num(value):
     return value
 
 
+def parse_amount(value, name, integer=False):
+    """A finite number >= 0 from a number or a numeric string (audit details may be templated to strings).
+
+    Raises MeasurementError naming ``name`` and the bad value."""
+    number = None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (ValueError, OverflowError):
+            number = None
+    if number is None or not math.isfinite(number) or number < 0:
+        raise MeasurementError("%s %r is not allowed: use a number >= 0" % (name, value))
+    if integer:
+        if number != int(number):
+            raise MeasurementError("%s %r is not allowed: use a whole number >= 0" % (name, value))
+        return int(number)
+    return float(number)
+
+
+def parse_percent(value):
+    """A percentage 0..100 from a number or numeric string, None when it is not one."""
+    try:
+        number = parse_amount(value, "percent")
+    except MeasurementError:
+        return None
+    return number if number <= 100 else None
+
+
 def _fmt_minutes(seconds):
     if seconds is None:
         return "-"
     minutes = seconds / 60.0
     return "%.1f min" % minutes
+
+
+def fmt_downtime(seconds):
+    """Minutes like the seed's table, seconds under a minute so that a short measured outage never reads as 0."""
+    if seconds == 0 or seconds >= 60:
+        return _fmt_minutes(seconds)
+    return "%.1f s" % seconds if seconds >= 0.1 else "< 0.1 s"
+
+
+def _fmt_pct(value):
+    return "%s%%" % value
 
 
 def _filter(entries, environment=None, version=None):
@@ -48,19 +104,15 @@ def _filter(entries, environment=None, version=None):
     return out
 
 
+def _ordered(entries):
+    """Dictionary entries in log order (by seq; entries without one keep their place)."""
+    items = [e for e in entries or [] if isinstance(e, dict)]
+    return [e for _i, e in sorted(enumerate(items), key=lambda pair: (
+        pair[1].get("seq") if isinstance(pair[1].get("seq"), int) else pair[0], pair[0]))]
+
+
 def _deployments(entries):
     return [e for e in entries if e.get("action") == "deploy" and e.get("result") in TERMINAL]
-
-
-def _rollback_keys(entries):
-    keys = []
-    for e in entries:
-        if (e.get("action") == "rollback" and e.get("result") not in ("started", "skipped")) or \
-                (e.get("action") == "deploy" and e.get("result") == "rolled_back"):
-            key = (e.get("environment"), e.get("version"))
-            if key not in keys:
-                keys.append(key)
-    return keys
 
 
 def _details(entry):
@@ -68,28 +120,178 @@ def _details(entry):
     return details if isinstance(details, dict) else {}
 
 
-def _downtime_seconds(entries):
-    values = [_num(_details(e).get("downtime_seconds")) for e in entries]
-    values = [v for v in values if v is not None]
-    return sum(values), len(values)
+def is_rollback(entry):
+    """Whether an audit entry records a rollback that ran (automatic, manual or a runbook's)."""
+    if entry.get("result") == "rolled_back":
+        return True
+    action = str(entry.get("action") or "")
+    return (action == "rollback" or action.endswith("_rollback")) and entry.get("result") in ROLLBACK_RAN
+
+
+def _rolled_back_version(entry, earlier):
+    """The release a rollback entry took away (see the module docstring); ``earlier`` are the entries before it."""
+    details = _details(entry)
+    for key in ("from_version", "rolled_back_version"):
+        if details.get(key):
+            return str(details[key])
+    to_version = details.get("to_version")
+    version = entry.get("version")
+    if version and version != to_version:
+        return version
+    for previous in reversed(earlier):
+        if previous.get("action") == "deploy" and previous.get("environment") == entry.get("environment") \
+                and previous.get("version") and previous.get("version") != to_version:
+            return previous.get("version")
+    return version
+
+
+def rollback_events(entries):
+    """One record per rollback: {seq, ts, environment, version, to_version, automatic, result, action}."""
+    ordered = _ordered(entries)
+    attempts, events, seen = {}, [], {}
+    for index, entry in enumerate(ordered):
+        key = (entry.get("environment"), entry.get("version"))
+        if entry.get("action") == "deploy" and entry.get("result") == "started":
+            attempts[key] = attempts.get(key, 0) + 1
+        if not is_rollback(entry):
+            continue
+        version = _rolled_back_version(entry, ordered[:index])
+        environment = entry.get("environment")
+        attempt_key = (environment, version, attempts.get((environment, version), 0))
+        details = _details(entry)
+        record = {"seq": entry.get("seq"), "ts": entry.get("ts"), "environment": environment, "version": version,
+                  "to_version": details.get("to_version") or None, "automatic": bool(details.get("automatic")),
+                  "result": entry.get("result"), "action": entry.get("action")}
+        if attempt_key in seen:
+            # the deploy rolled_back and its rollback entry are one rollback; keep the richer (rollback) record
+            merged = seen[attempt_key]
+            if entry.get("action") != "deploy":
+                merged.update(dict((k, v) for k, v in record.items() if v not in (None, False)))
+            continue
+        seen[attempt_key] = record
+        events.append(record)
+    return events
+
+
+def measurement(entry):
+    """The entry's measurement: None when it has none, else a dictionary with ``source`` (None when not measured,
+    with ``reason``) and, when measured, ``downtime_seconds``, ``requests``, ``failed_requests``,
+    ``window_seconds`` (the last three None when not given)."""
+    measured = _details(entry).get("measured")
+    if measured is None:
+        return None
+    if not isinstance(measured, dict):
+        return {"source": None, "reason": "details.measured %r is not a dictionary" % (measured,)}
+    source = measured.get("source")
+    # "None"/"null": a null templated to a string by an older ansible-core is still no source
+    if source is None or str(source).strip() in ("", "None", "null"):
+        return {"source": None, "reason": str(measured.get("reason") or "no measurement source")}
+    try:
+        out = {"source": str(source).strip(),
+               "downtime_seconds": parse_amount(measured.get("downtime_seconds"), "downtime_seconds"),
+               "requests": None, "failed_requests": None, "window_seconds": None}
+        if measured.get("requests") is not None or measured.get("failed_requests") is not None:
+            out["requests"] = parse_amount(measured.get("requests"), "requests", integer=True)
+            out["failed_requests"] = parse_amount(measured.get("failed_requests"), "failed_requests", integer=True)
+            if out["failed_requests"] > out["requests"]:
+                raise MeasurementError("failed_requests %r is more than requests %r"
+                                       % (out["failed_requests"], out["requests"]))
+        if measured.get("window_seconds") is not None:
+            out["window_seconds"] = parse_amount(measured.get("window_seconds"), "window_seconds")
+    except MeasurementError as exc:
+        return {"source": None, "reason": "invalid measurement from %s: %s" % (source, exc)}
+    return out
+
+
+def source_kind(source):
+    """``haproxy`` from ``haproxy:/path/admin.sock``."""
+    return str(source).split(":", 1)[0].strip() or str(source)
+
+
+def measured_impact(entries):
+    """Downtime and failed requests of the deploys and rollbacks in ``entries``, from their measurements only."""
+    deploys = _deployments(entries)
+    rollbacks = [e for e in entries if is_rollback(e) and e.get("action") != "deploy"]
+    measured, reasons = [], []
+    for entry in deploys + rollbacks:
+        found = measurement(entry)
+        if found and found["source"]:
+            measured.append((entry, found))
+        else:
+            reason = found["reason"] if found else "no measurement recorded"
+            if reason not in reasons:
+                reasons.append(reason)
+    deploys_measured = len([e for e, _m in measured if e.get("action") == "deploy"])
+    rollbacks_measured = len(measured) - deploys_measured
+    sources = []
+    for _e, found in measured:
+        kind = source_kind(found["source"])
+        if kind not in sources:
+            sources.append(kind)
+    with_requests = [m for _e, m in measured if m["requests"] is not None]
+    downtime = round(sum(m["downtime_seconds"] for _e, m in measured), 3) if measured else None
+    requests = sum(m["requests"] for m in with_requests) if with_requests else None
+    failed = sum(m["failed_requests"] for m in with_requests) if with_requests else None
+    scope = "%d of %d deploys" % (deploys_measured, len(deploys))
+    if rollbacks:
+        scope += ", %d of %d rollbacks" % (rollbacks_measured, len(rollbacks))
+    note = "%s measured, source: %s" % (scope, ", ".join(sources))
+    complete = bool(measured) and len(measured) == len(deploys) + len(rollbacks)
+    if downtime is None:
+        downtime_text, downtime_met = "not measured", None
+    else:
+        downtime_text = "%s (%s)" % (fmt_downtime(downtime), note)
+        # a partial measurement cannot show the target met, but one measured outage shows it missed
+        downtime_met = False if downtime > 0 else (True if complete else None)
+    if failed is None:
+        failed_text, failed_met = "not measured", None
+    else:
+        rate = (" (%s%%)" % round(100.0 * failed / requests, 3)) if requests else ""
+        failed_text = "%d of %d requests%s (%s)" % (failed, requests, rate, note)
+        failed_met = False if failed > 0 else (True if complete and len(with_requests) == len(measured) else None)
+    return {
+        "deploys": len(deploys), "deploys_measured": deploys_measured,
+        "rollbacks": len(rollbacks), "rollbacks_measured": rollbacks_measured,
+        "complete": complete, "sources": sources,
+        "downtime_seconds": downtime, "downtime_text": downtime_text, "downtime_met": downtime_met,
+        "requests": requests, "failed_requests": failed, "failed_requests_text": failed_text,
+        "failed_requests_met": failed_met,
+        "not_measured": len(deploys) + len(rollbacks) - len(measured),
+        "not_measured_reasons": reasons,
+    }
+
+
+def recorded_coverage(entries):
+    """(percent, seq) from the latest predeploy_check entry that recorded coverage, (None, None) otherwise."""
+    found = (None, None)
+    for entry in _ordered(entries):
+        if entry.get("action") != "predeploy_check":
+            continue
+        details = _details(entry)
+        for key in COVERAGE_KEYS:
+            value = parse_percent(details.get(key)) if details.get(key) not in (None, "") else None
+            if value is not None:
+                found = (value, entry.get("seq"))
+                break
+    return found
 
 
 def success_metrics(entries, environment=None, version=None):
     """The Success Metrics table: a list of {metric, target, actual, value, unit, met}."""
-    entries = _filter(entries, environment, version)
+    ordered = _ordered(entries)
+    rollbacks = [r for r in rollback_events(ordered)
+                 if (environment is None or r["environment"] == environment)
+                 and (version is None or r["version"] == version)]
+    entries = _filter(ordered, environment, version)
     deployments = _deployments(entries)
     successes = [e for e in deployments if e.get("result") == "success"]
-    rollbacks = _rollback_keys(entries)
     incidents = [e for e in entries if e.get("action") == "incident"]
     releases = sorted(set(e.get("version") for e in deployments if e.get("version")))
     durations = [_num(e.get("duration")) for e in successes]
     durations = [d for d in durations if d is not None]
-    downtime, downtime_measured = _downtime_seconds(entries)
-    coverage = None
-    for e in entries:
-        value = _num(_details(e).get("test_coverage"))
-        if value is not None:
-            coverage = value
+    impact = measured_impact(entries)
+    # coverage belongs to a release, not to an environment: predeploy_check entries carry none
+    coverage, _coverage_seq = recorded_coverage(_filter(ordered, version=version))
 
     def rate(part, whole):
         return round(100.0 * part / whole, 2) if whole else None
@@ -112,28 +314,47 @@ def success_metrics(entries, environment=None, version=None):
          "actual": "-" if incidents_per_release is None else "%s per release (%d in %d releases)" % (
              incidents_per_release, len(incidents), len(releases)),
          "met": None if incidents_per_release is None else incidents_per_release < 2},
-        {"metric": "Deployment Downtime", "target": "0 minutes", "value": round(downtime, 3), "unit": "seconds",
-         "actual": ("%s (%d measurements)" % (_fmt_minutes(downtime), downtime_measured)) if downtime_measured
-         else "not measured", "met": (downtime == 0) if downtime_measured else None},
+        {"metric": "Deployment Downtime", "target": "0 minutes", "value": impact["downtime_seconds"],
+         "unit": "seconds", "actual": impact["downtime_text"], "met": impact["downtime_met"]},
+        {"metric": "Failed Requests During Deploys", "target": "0", "value": impact["failed_requests"],
+         "unit": "requests", "actual": impact["failed_requests_text"], "met": impact["failed_requests_met"]},
         {"metric": "Test Coverage", "target": "> 80%", "value": coverage, "unit": "percent",
-         "actual": "-" if coverage is None else "%s%%" % coverage, "met": None if coverage is None else coverage > 80},
+         "actual": "not recorded" if coverage is None else _fmt_pct(coverage),
+         "met": None if coverage is None else coverage > 80},
     ]
     return {
         "metrics": rows,
         "deployments": len(deployments),
         "successful_deployments": len(successes),
         "rollbacks": len(rollbacks),
+        "rollback_events": rollbacks,
         "incidents": len(incidents),
         "releases": releases,
+        "measurement": impact,
+        "coverage_percent": coverage,
         "environment": environment,
         "version": version,
     }
 
 
+def _rollback_text(rollbacks):
+    if not rollbacks:
+        return "0"
+    parts = []
+    for r in rollbacks:
+        how = "automatic" if r["automatic"] else "manual"
+        part = "%s: %s%s" % (r["environment"] or "-", how, (", to " + str(r["to_version"])) if r["to_version"] else "")
+        if r["result"] == "failure":
+            part += ", FAILED"
+        parts.append(part)
+    return "%d (%s)" % (len(rollbacks), "; ".join(parts))
+
+
 def release_timeline(entries, version):
     """A release's timeline and retrospective metrics from its audit entries."""
-    mine = _filter(entries, version=version)
-    mine = sorted(mine, key=lambda e: (e.get("seq") or 0))
+    ordered = _ordered(entries)
+    rollbacks = [r for r in rollback_events(ordered) if r["version"] == version]
+    mine = _filter(ordered, version=version)
     milestones = []
     created = [e for e in mine if e.get("action") in CREATE_ACTIONS and e.get("result") in ("success", "info")]
     if created:
@@ -153,7 +374,11 @@ def release_timeline(entries, version):
     incidents = [e for e in mine if e.get("action") == "incident"]
     severities = [str(_details(e).get("severity")) for e in incidents if _details(e).get("severity")]
     impacts = [str(_details(e).get("impact")) for e in incidents if _details(e).get("impact")]
-    downtime, downtime_measured = _downtime_seconds(mine)
+    # a rollback recorded under the version it returned to still measures this release's rollback
+    rollback_seqs = [r["seq"] for r in rollbacks]
+    impact = measured_impact(mine + [e for e in ordered if e.get("version") != version
+                                     and e.get("seq") in rollback_seqs and e.get("seq") is not None])
+    coverage, coverage_seq = recorded_coverage(mine)
     incident_text = str(len(incidents))
     if severities:
         incident_text += " (%s)" % ", ".join(severities)
@@ -162,11 +387,16 @@ def release_timeline(entries, version):
     if total is not None:
         (went_well if total < 3600 else improve).append(
             "Deployments took %s in total (target: 60 min)" % _fmt_minutes(total))
-    if downtime_measured:
-        if downtime == 0:
-            went_well.append("Zero downtime measured (%d measurements)" % downtime_measured)
-        else:
-            improve.append("Downtime of %s measured" % _fmt_minutes(downtime))
+    if impact["downtime_seconds"] is not None:
+        if impact["downtime_seconds"] > 0:
+            improve.append("Downtime of %s measured" % impact["downtime_text"])
+        elif impact["complete"]:
+            went_well.append("Zero downtime measured (%s)" % impact["downtime_text"].split(" (", 1)[1].rstrip(")"))
+        if impact["failed_requests"]:
+            improve.append("Failed requests during deploys: %s" % impact["failed_requests_text"])
+    if impact["not_measured"]:
+        improve.append("Downtime not measured for %d of %d deploys and rollbacks (%s)" % (
+            impact["not_measured"], impact["deploys"] + impact["rollbacks"], "; ".join(impact["not_measured_reasons"][:3])))
     checks = [e for e in mine if e.get("action") == "predeploy_check"]
     if checks and all(e.get("result") == "success" for e in checks):
         went_well.append("All pre-deployment checks passed")
@@ -175,6 +405,11 @@ def release_timeline(entries, version):
     failed = [e for e in deployments if e.get("result") != "success"]
     for e in failed:
         improve.append("Deployment to %s ended with %s (seq %s)" % (e.get("environment"), e.get("result"), e.get("seq")))
+    for r in rollbacks:
+        improve.append("Rolled back in %s (%s%s, seq %s)%s" % (
+            r["environment"], "automatic" if r["automatic"] else "manual",
+            (", to " + str(r["to_version"])) if r["to_version"] else "", r["seq"],
+            ": the rollback FAILED" if r["result"] == "failure" else ""))
     if incidents:
         improve.append("%d post-release incident(s)" % len(incidents))
     participants = []
@@ -194,11 +429,20 @@ def release_timeline(entries, version):
             "deployment_duration": _fmt_minutes(sum(deploy_seconds)) if deploy_seconds else "-",
             "deployments": len(deployments),
             "failed_deployments": len([e for e in deployments if e.get("result") != "success"]),
-            "rollback_count": len(_rollback_keys(mine)),
+            "rollback_count": len(rollbacks),
+            "rollback_text": _rollback_text(rollbacks),
+            "rollbacks": rollbacks,
             "incidents": len(incidents),
             "incidents_text": incident_text,
             "customer_impact": ", ".join(impacts) if impacts else "None recorded",
-            "downtime_seconds": round(downtime, 3) if downtime_measured else None,
+            "downtime_seconds": impact["downtime_seconds"],
+            "downtime": impact["downtime_text"],
+            "failed_requests": impact["failed_requests"],
+            "failed_requests_text": impact["failed_requests_text"],
+            "measurement": impact,
+            "coverage_percent": coverage,
+            "test_coverage": "not recorded" if coverage is None else "%s (pre-deployment check, seq %s)" % (
+                _fmt_pct(coverage), coverage_seq),
         },
     }
 

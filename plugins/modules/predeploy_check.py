@@ -14,7 +14,11 @@ description:
   - Runs the seed's B(Pre-Deployment Checks) (git status, tests, build, security scan), each with a timeout,
     and records rc, duration and the tail of its output.
   - The security scan parses C(npm audit --json) (npm 7+ C(metadata.vulnerabilities) and the older C(advisories)
-    shape) and C(pip-audit -f json) into counts by severity.
+    shape) and C(pip-audit -f json) into counts by severity, and fails when any finding is at or above
+    O(severity_threshold) (default V(high), that is CVSS 7.0 or more).
+  - A test command's coverage summary (pytest-cov and C(coverage report) C(TOTAL) line, pytest-cov
+    C(Total coverage:) line, istanbul/jest C(All files) row or text-summary C(Statements :) line) is returned as
+    RV(checks[].coverage_percent) and RV(coverage_percent); O(min_coverage) fails a test check below it.
   - Checklist items that are not commands (code review approved, docs updated, changelog prepared, stakeholders
     notified, performance benchmarks met, compliance checks passed) pass only with recorded O(evidence).
   - Returns every result and fails with one message listing every failing check and item.
@@ -48,10 +52,14 @@ options:
       expected:
         description:
           - V(empty) rc 0 and no output on stdout; V(success) rc 0; V(all_pass) rc 0 and no failed tests in a
-            recognised test summary (pytest, mocha, jest, TAP); V(no_critical) stdout is npm audit or pip-audit
-            JSON without findings of a severity in O(checks[].fail_on) (the exit code is ignored).
+            recognised test summary (pytest, mocha, jest, TAP).
+          - V(below_threshold) stdout is npm audit or pip-audit JSON without any finding at or above
+            O(checks[].severity_threshold) (the exit code is ignored).
+          - V(no_critical) is the seed's name, an alias of V(below_threshold). With the default threshold V(high) it
+            now fails on high findings too (CVSS 7.0 or more), not only on critical ones; set
+            O(checks[].severity_threshold=critical) for the old behaviour.
         type: str
-        choices: [empty, success, all_pass, no_critical]
+        choices: [empty, success, all_pass, below_threshold, no_critical]
         default: success
       timeout:
         description: Seconds before the command and its process group are killed; defaults to O(timeout).
@@ -63,23 +71,44 @@ options:
         description: Extra environment variables.
         type: dict
       scanner:
-        description: Output format for V(no_critical); V(auto) detects it.
+        description: Output format of a scan check; V(auto) detects it.
         type: str
         choices: [auto, npm, pip-audit]
         default: auto
+      severity_threshold:
+        description:
+          - Lowest severity that fails a scan check, as a CVSS v3 severity name (V(critical) 9.0-10, V(high) 7.0-8.9,
+            V(moderate) or V(medium) 4.0-6.9, V(low) 0.1-3.9, V(info)) or a CVSS base score from 0 to 10
+            (for example V(7.5)). A name stands for the lowest score of its band.
+          - A finding with a score is compared by the higher of its score and the lowest score of its severity name;
+            a finding known only by name counts as the highest score of its band, so it fails whenever its band
+            reaches the threshold.
+          - Defaults to O(severity_threshold). Mutually exclusive with O(checks[].fail_on).
+        type: raw
       fail_on:
-        description: Severities that fail a V(no_critical) check.
+        description:
+          - Legacy form, kept valid; prefer O(checks[].severity_threshold). The exact severities that fail the check
+            (only these, not "at or above"). When set, O(checks[].severity_threshold) and O(severity_threshold) do
+            not apply to this check.
         type: list
         elements: str
         choices: [critical, high, moderate, low, info, unknown]
-        default: [critical]
       unrated_severity:
         description:
-          - Severity given to findings without one (every pip-audit finding). pip-audit findings only fail the
-            check when this severity is in O(checks[].fail_on).
+          - Severity given to findings without a rating. C(pip-audit -f json) carries no severity at all, so every
+            pip-audit finding is unrated.
+          - The default V(high) fails closed. A finding nobody has rated blocks the release at the default threshold
+            until it is fixed, rated, or this option is lowered on purpose. V(unknown) never reaches a threshold
+            (explicit opt-out; still counted and reported).
         type: str
         choices: [critical, high, moderate, low, info, unknown]
-        default: unknown
+        default: high
+      min_coverage:
+        description:
+          - Lowest coverage percentage (0-100, inclusive) a check's output must report, from its coverage summary.
+            Without a recognisable summary the check fails (fail closed).
+          - Defaults to O(min_coverage) for V(all_pass) checks.
+        type: float
   checklist:
     description: Checklist items that need recorded evidence.
     type: list
@@ -99,6 +128,19 @@ options:
     description: Default timeout of a check, in seconds.
     type: float
     default: 600
+  severity_threshold:
+    description:
+      - Default O(checks[].severity_threshold) of every scan check (V(below_threshold), V(no_critical)), a CVSS v3
+        severity name or base score. The default V(high) fails on high and critical findings, following the seed's
+        CVSS table where both call for an emergency patch release (critical within 4 hours, high within 24 hours).
+    type: raw
+    default: high
+  min_coverage:
+    description:
+      - Default O(checks[].min_coverage) of every V(all_pass) check. The seed's target is more than 80 percent.
+      - Unset by default because a test command does not always print coverage; when set, a test check without a
+        coverage summary fails.
+    type: float
   output_lines:
     description: How many trailing lines of stdout and stderr to return per check.
     type: int
@@ -108,7 +150,9 @@ options:
     type: bool
     default: true
 notes:
-  - C(npm audit) and C(pip-audit) exit non-zero when they find vulnerabilities; V(no_critical) judges the JSON only.
+  - C(npm audit) and C(pip-audit) exit non-zero when they find vulnerabilities; a scan check judges the JSON only.
+  - npm 7+ reports counts per severity (one per vulnerable package) and no scores, so its findings are judged by
+    severity name.
 """
 
 EXAMPLES = r"""
@@ -130,9 +174,17 @@ EXAMPLES = r"""
     evidence: "{{ release_evidence }}"
     checks:
       - {name: git_status, command: git status --porcelain, expected: empty}
-      - {name: tests, command: [python3, -m, pytest, -q], expected: all_pass, timeout: 900}
-      - {name: security_scan, command: pip-audit -f json, expected: no_critical, unrated_severity: high,
-         fail_on: [critical, high]}
+      - {name: tests, command: [python3, -m, pytest, -q, --cov=tool], expected: all_pass, timeout: 900,
+         min_coverage: 80}
+      - {name: security_scan, command: pip-audit -f json, expected: below_threshold, severity_threshold: 7.0}
+
+- name: Only critical findings block (the seed's literal "no critical"), unrated ones count as moderate
+  meshos.release.predeploy_check:
+    chdir: /srv/src/tool
+    checklist: []
+    severity_threshold: critical
+    checks:
+      - {name: security_scan, command: pip-audit -f json, expected: no_critical, unrated_severity: moderate}
 """
 
 RETURN = r"""
@@ -163,14 +215,37 @@ checks:
     timed_out: {description: Whether it was killed at its timeout., type: bool, returned: always}
     stdout_tail: {description: Last lines of stdout., type: list, elements: str, returned: always}
     stderr_tail: {description: Last lines of stderr., type: list, elements: str, returned: always}
-    scanner: {description: "Detected scanner output: npm, npm6 or pip-audit.", type: str, returned: for no_critical checks}
+    scanner: {description: "Detected scanner output: npm, npm6 or pip-audit.", type: str,
+              returned: for scan checks with parsable output}
     vulnerabilities:
-      description: Counts by severity (critical, high, moderate, low, info, unknown, total).
+      description: Counts by severity (critical, high, moderate, low, info, unknown, total); unrated findings are
+        counted under O(checks[].unrated_severity).
       type: dict
-      returned: for no_critical checks with parsable output
+      returned: for scan checks with parsable output
       sample: {critical: 1, high: 2, moderate: 0, low: 0, info: 0, unknown: 0, total: 3}
+    failing_vulnerabilities:
+      description: Counts by severity of the findings at or above the threshold (those that fail the check).
+      type: dict
+      returned: for scan checks with parsable output
+      sample: {critical: 1, high: 2, moderate: 0, low: 0, info: 0, unknown: 0, total: 3}
+    threshold:
+      description: The threshold applied, C(severity) and C(cvss) (lowest failing score), or the legacy C(fail_on) list.
+      type: dict
+      returned: for scan checks with parsable output
+      sample: {severity: high, cvss: 7.0, fail_on: null}
     tests: {description: Passed and failed counts from the test summary (null when not recognised)., type: dict,
             returned: for all_pass checks that exited 0}
+    coverage_percent:
+      description: Coverage percent from the output's coverage summary; null when the output reports none (and for
+        scan and V(empty) checks).
+      type: float
+      returned: always
+      sample: 87.5
+coverage_percent:
+  description: The lowest RV(checks[].coverage_percent) reported by any check; null when no check reported coverage.
+  returned: always
+  type: float
+  sample: 87.5
 checklist:
   description: One result per checklist item (and per extra evidence item, with RV(checklist[].required=false)).
   returned: always
@@ -202,20 +277,25 @@ def main():
                 name=dict(type="str", required=True),
                 command=dict(type="raw", required=True),
                 shell=dict(type="bool", default=False),
-                expected=dict(type="str", default="success", choices=["empty", "success", "all_pass", "no_critical"]),
+                expected=dict(type="str", default="success",
+                              choices=["empty", "success", "all_pass", "below_threshold", "no_critical"]),
                 timeout=dict(type="float"),
                 chdir=dict(type="path"),
                 env=dict(type="dict"),
                 scanner=dict(type="str", default="auto", choices=["auto", "npm", "pip-audit"]),
-                fail_on=dict(type="list", elements="str", default=["critical"], choices=SEVERITY_CHOICES),
-                unrated_severity=dict(type="str", default="unknown", choices=SEVERITY_CHOICES),
-            )),
+                severity_threshold=dict(type="raw"),
+                fail_on=dict(type="list", elements="str", choices=SEVERITY_CHOICES),
+                unrated_severity=dict(type="str", default="high", choices=SEVERITY_CHOICES),
+                min_coverage=dict(type="float"),
+            ), mutually_exclusive=[("severity_threshold", "fail_on")]),
             checklist=dict(type="list", elements="str", default=[
                 "code_review_approved", "docs_updated", "changelog_prepared", "stakeholders_notified",
                 "performance_benchmarks_met", "compliance_checks_passed"]),
             evidence=dict(type="dict", default={}),
             chdir=dict(type="path"),
             timeout=dict(type="float", default=600),
+            severity_threshold=dict(type="raw", default="high"),
+            min_coverage=dict(type="float"),
             output_lines=dict(type="int", default=20),
             fail_on_error=dict(type="bool", default=True),
         ),
@@ -224,7 +304,8 @@ def main():
     p = module.params
     try:
         result = run_checks(p["checks"], checklist=p["checklist"], evidence=p["evidence"], chdir=p["chdir"],
-                            default_timeout=p["timeout"], output_lines=p["output_lines"])
+                            default_timeout=p["timeout"], output_lines=p["output_lines"],
+                            severity_threshold=p["severity_threshold"], min_coverage=p["min_coverage"])
     except PredeployError as exc:
         module.fail_json(msg=str(exc), changed=False)
     result["changed"] = False

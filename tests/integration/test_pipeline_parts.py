@@ -135,7 +135,9 @@ def test_predeploy_all_green_on_a_real_checkout(tmp_path, processes, project):
             {"name": "tests", "command": [sys.executable, "-c", "print('7 passed in 0.1s')"], "expected": "all_pass"},
             {"name": "build", "command": "true"},
             {"name": "security_scan", "command": ["cat", "npm6-audit.json"], "expected": "no_critical"},
-            {"name": "pip_audit", "command": "cat pip-audit.json", "expected": "no_critical"},
+            # pip-audit findings carry no severity: accepted here on purpose (the default counts them as high)
+            {"name": "pip_audit", "command": "cat pip-audit.json", "expected": "no_critical",
+             "unrated_severity": "unknown"},
         ]}}
     for extra in ((), ("--check",)):
         result = run_task(tmp_path, processes, "predeploy_green", task, extra)
@@ -173,8 +175,11 @@ def test_predeploy_lists_every_failure_in_one_message(tmp_path, processes, proje
     msg = result["msg"]
     assert msg.startswith("pre-deployment checks failed: ") and "\n" not in msg
     for part in ("git_status (output not empty (1 lines, first: ?? dirty.txt))", "tests (exit code 2)",
-                 "build (timed out after 1.0s)", "security_scan (1 critical vulnerabilities)",
-                 "pip_audit (1 critical vulnerabilities)", "docs_updated (no evidence recorded)"):
+                 "build (timed out after 1.0s)",
+                 "security_scan (3 vulnerabilities at or above high (CVSS >= 7.0): 1 critical, 2 high; "
+                 "1 below it: 1 moderate)",
+                 "pip_audit (1 vulnerability at or above high (CVSS >= 7.0): 1 critical)",
+                 "docs_updated (no evidence recorded)"):
         assert part in msg
     checks = dict((c["name"], c) for c in result["checks"])
     assert checks["tests"]["rc"] == 2 and checks["tests"]["stdout_tail"] == ["b", "c"]

@@ -27,3 +27,19 @@ def test_filters_reject_bad_input():
         FILTERS["release_metrics"]("nope")
     with pytest.raises(AnsibleFilterError, match="needs a version"):
         FILTERS["release_timeline"]([ENTRY], "")
+
+
+def test_filters_report_only_measured_numbers():
+    unmeasured = dict(ENTRY, details={"downtime_seconds": 0})
+    measured = dict(ENTRY, seq=2, details={"measured": {"source": "haproxy:/run/admin.sock", "requests": 100,
+                                                        "failed_requests": 0, "downtime_seconds": 0,
+                                                        "window_seconds": 30}})
+    table = FILTERS["release_metrics_markdown"](FILTERS["release_metrics"]([unmeasured]))
+    assert "| Deployment Downtime | 0 minutes | not measured | - |" in table
+    assert "| Failed Requests During Deploys | 0 | not measured | - |" in table
+    assert "| Test Coverage | > 80% | not recorded | - |" in table
+    table = FILTERS["release_metrics_markdown"](FILTERS["release_metrics"]([unmeasured, measured]))
+    assert "| Deployment Downtime | 0 minutes | 0.0 min (1 of 2 deploys measured, source: haproxy) | - |" in table
+    rolled = [dict(ENTRY, result="failure"), dict(ENTRY, seq=2, action="rollback", result="success",
+                                                  details={"automatic": True, "to_version": "5.0.0"})]
+    assert FILTERS["release_timeline"](rolled, "5.1.0")["metrics"]["rollback_count"] == 1

@@ -43,6 +43,32 @@ def test_predeploy_check_module(capsys, tmp_path):
     assert dup["failed"] is True and "used twice" in dup["msg"]
 
 
+def test_predeploy_check_module_scan_threshold_and_coverage(capsys, tmp_path):
+    """The argument spec's defaults: high fails by default, unrated pip-audit findings count as high."""
+    (tmp_path / "pip.json").write_text(json.dumps({"dependencies": [{"name": "p", "version": "1", "vulns": [
+        {"id": "PYSEC-1"}]}]}))
+    (tmp_path / "cov.txt").write_text("TOTAL   100   21   79%\n3 passed in 0.1s\n")
+    scan = {"name": "security_scan", "command": ["cat", "pip.json"], "expected": "no_critical"}
+    tests = {"name": "tests", "command": ["cat", "cov.txt"], "expected": "all_pass"}
+    base = {"chdir": str(tmp_path), "checklist": []}
+    red = run(predeploy_check, dict(base, checks=[scan, tests]), capsys)
+    assert red["_rc"] == 1 and red["failed_checks"] == ["security_scan"]
+    assert "security_scan (1 vulnerability at or above high (CVSS >= 7.0): 1 high)" in red["msg"]
+    assert red["coverage_percent"] == 79.0 and red["checks"][1]["coverage_percent"] == 79.0
+    assert red["checks"][0]["coverage_percent"] is None
+    # module-level threshold, per-check unrated severity and the module-level min_coverage
+    green = run(predeploy_check, dict(base, checks=[scan], severity_threshold="critical"), capsys)
+    assert green["_rc"] == 0 and green["passed"] is True
+    low = run(predeploy_check, dict(base, checks=[dict(scan, unrated_severity="low"), tests], min_coverage=80), capsys)
+    assert low["failed_checks"] == ["tests"] and "coverage 79% is below min_coverage 80%" in low["msg"]
+    both = run(predeploy_check, dict(base, checks=[dict(scan, fail_on=["critical"], severity_threshold="high")]), capsys)
+    assert both["failed"] is True and "mutually exclusive" in both["msg"]
+    legacy = run(predeploy_check, dict(base, checks=[dict(scan, fail_on=["critical"])]), capsys)
+    assert legacy["passed"] is True and legacy["checks"][0]["threshold"]["fail_on"] == ["critical"]
+    bad = run(predeploy_check, dict(base, checks=[scan], severity_threshold="urgent"), capsys)
+    assert bad["failed"] is True and "severity_threshold 'urgent' is not allowed" in bad["msg"]
+
+
 def test_audit_log_module(capsys, tmp_path):
     path = str(tmp_path / "audit.jsonl")
     preview = run(audit_log, {"path": path, "action": "deploy", "result": "started", "actor": "a"}, capsys,
