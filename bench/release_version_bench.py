@@ -14,12 +14,18 @@ the history and ``--tail`` commits after the last tag, then times side by side, 
 
 It repeats the measurement on a repository with a tenth of the history (same number of tags, same tail) to show the
 cost does not grow with total history, and once through the real module (``ansible -m ... --check``) for scale.
+
+Replay (issue 15): the three generated histories of tests/integration/test_release_replay.py (semantic-release,
+commitizen, git-cliff; --replay-releases tagged releases each) replayed tag by tag: the time per release of the whole
+``plan()`` (tag listing and window walk by git every time, parsing, revert filtering, bump, changelog) beside the raw git
+floor per release (the same two git commands), and the agreement with each history's tags.
 Not a test: nothing asserts on speed. Output lands in bench/output/ (git-ignored).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -122,6 +128,51 @@ def measure(release, path, repeat):
             "module_samples": module_samples, "floor_samples": floor_samples}
 
 
+def _import_replay():
+    spec = importlib.util.spec_from_file_location(
+        "release_replay", os.path.join(ROOT, "tests", "integration", "test_release_replay.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def replay_bench(out, releases, repeat):
+    """Per convention: seconds per release of the module's plan and of the git floor, and the agreement."""
+    replay = _import_replay()
+    rows = {}
+    for convention in sorted(replay.TABLES):
+        path = os.path.join(out, "replay-%s.git" % convention)
+        tags = replay.generate(path, convention, releases=releases)
+        count = len(tags) - 1
+
+        def module_pass():
+            return replay.replay(path, tags, replay.TABLES[convention], cache=False)
+
+        def floor_pass():
+            for index in range(1, len(tags)):
+                subprocess.run(["git", "-C", path, "for-each-ref",
+                                "--format=%(refname:strip=2)%1f%(objectname)%1f%(*objectname)", "refs/tags/v*"],
+                               stdout=subprocess.PIPE, check=True)
+                subprocess.run(["git", "-C", path, "log", "--format=%x1e%H%x1f%P%x1f%B",
+                                "%s..%s" % (tags[index - 1][1], tags[index][1]), "--"], stdout=subprocess.PIPE, check=True)
+
+        agreed, wrong = module_pass()
+        module_samples, floor_samples = [], []
+        for _unused in range(repeat):
+            module_samples.append(median_time(module_pass, 1)[0] / count)
+            floor_samples.append(median_time(floor_pass, 1)[0] / count)
+        rows[convention] = {"releases": count, "agreed": agreed, "disagreements": wrong[:10],
+                            "module_per_release_s": statistics.median(module_samples),
+                            "floor_per_release_s": statistics.median(floor_samples),
+                            "module_samples": module_samples, "floor_samples": floor_samples}
+        row = rows[convention]
+        print("replay %-16s %d/%d releases predicted | module plan %.2f ms/release | git floor %.2f ms/release | "
+              "ratio %.2fx" % (convention, agreed, count, row["module_per_release_s"] * 1000,
+                               row["floor_per_release_s"] * 1000,
+                               row["module_per_release_s"] / row["floor_per_release_s"]))
+    return rows
+
+
 def via_ansible(path):
     argv = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-i", "localhost,", "-c", "local",
             "-o", "--check", "-e", "ansible_python_interpreter=%s" % sys.executable,
@@ -140,6 +191,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "output", "release_version"))
     parser.add_argument("--no-ansible", action="store_true", help="skip the run through the real module")
+    parser.add_argument("--replay-releases", type=int, default=250, help="tagged releases per replayed history")
+    parser.add_argument("--replay-only", action="store_true", help="only the replay of the three conventions")
     args = parser.parse_args()
 
     release, tree = _import_plan()
@@ -147,6 +200,11 @@ def main():
     os.makedirs(args.out)
     results = {}
     try:
+        results["replay"] = replay_bench(args.out, args.replay_releases, max(3, args.repeat // 3))
+        if args.replay_only:
+            with open(os.path.join(args.out, "results.json"), "w") as handle:
+                json.dump(results, handle, indent=2)
+            return
         for label, commits, tags in (("full", args.commits, args.tags), ("tenth", args.commits // 10, args.tags)):
             path = os.path.join(args.out, "repo-%s" % label)
             gen_s, made_tags = generate(path, commits, tags, args.tail)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-DEFAULT_SECTIONS = {"feat": "Features", "fix": "Bug fixes", "perf": "Performance"}
+DEFAULT_SECTIONS = {"feat": "Features", "fix": "Bug fixes", "perf": "Performance", "revert": "Reverts"}
 BREAKING_TITLE = "Breaking changes"
 HEADER = (
     "# Changelog\n\n"

@@ -12,8 +12,13 @@ from ansible_collections.meshos.release.plugins.module_utils._semver import Semv
 _HEADER_RE = re.compile(r"^(?P<type>[A-Za-z][A-Za-z0-9_-]*)(?:\((?P<scope>[^()\r\n]*)\))?(?P<bang>!)?:[ \t]+(?P<subject>\S.*)$")
 _BREAKING_RE = re.compile(r"^BREAKING[ -]CHANGE(?::[ \t]*|[ \t]+#)(?P<value>.*)$")
 _FOOTER_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*(?::[ \t]|[ \t]#)|BREAKING[ -]CHANGE:)")
+# git's own revert header and body (``git revert``): Revert "<original header>" / This reverts commit <sha>.
+_GIT_REVERT_RE = re.compile(r'^Revert "(?P<header>.+)"$')
+_REVERTS_RE = re.compile(r"^This reverts commit (?P<sha>[0-9a-fA-F]{7,64})\b", re.M)
 
-DEFAULT_TYPES = {"feat": "minor", "fix": "patch", "perf": "patch"}
+# revert bumps patch like semantic-release's default rules; ``*`` (when set) is the bump of every other type
+DEFAULT_TYPES = {"feat": "minor", "fix": "patch", "perf": "patch", "revert": "patch"}
+ANY_TYPE = "*"
 BUMP_CHOICES = ("major", "minor", "patch", "none")
 _RANK = {"none": 0, "patch": 1, "minor": 2, "major": 3}
 
@@ -21,9 +26,10 @@ _RANK = {"none": 0, "patch": 1, "minor": 2, "major": 3}
 class Commit:
     """One parsed commit. ``type`` is lower-cased; ``None`` when the header is not conventional."""
 
-    __slots__ = ("sha", "parents", "type", "scope", "subject", "breaking", "breaking_description", "raw_header")
+    __slots__ = ("sha", "parents", "type", "scope", "subject", "breaking", "breaking_description", "raw_header",
+                 "reverts")
 
-    def __init__(self, sha, parents, ctype, scope, subject, breaking, breaking_description, raw_header):
+    def __init__(self, sha, parents, ctype, scope, subject, breaking, breaking_description, raw_header, reverts=None):
         self.sha = sha
         self.parents = parents
         self.type = ctype
@@ -32,6 +38,8 @@ class Commit:
         self.breaking = breaking
         self.breaking_description = breaking_description
         self.raw_header = raw_header
+        # for a revert: the sha (possibly abbreviated, lower case) named by "This reverts commit <sha>.", else None
+        self.reverts = reverts
 
     def as_dict(self):
         return {"sha": self.sha, "type": self.type, "scope": self.scope, "subject": self.subject,
@@ -43,7 +51,14 @@ def parse_message(message, sha="", parents=()):
     lines = message.strip("\n").split("\n")
     header = lines[0].strip() if lines else ""
     match = _HEADER_RE.match(header)
+    reverted = _REVERTS_RE.search(message)
+    reverted = reverted.group("sha").lower() if reverted else None
     if not match:
+        git_revert = _GIT_REVERT_RE.match(header)
+        if git_revert:
+            # the subject of a revert is the header it reverts, which is how the changelog lists it
+            return Commit(sha, tuple(parents), "revert", None, git_revert.group("header"), False, None, header,
+                          reverted)
         return Commit(sha, tuple(parents), None, None, header, False, None, header)
     breaking = bool(match.group("bang"))
     description = None
@@ -67,8 +82,37 @@ def parse_message(message, sha="", parents=()):
     if breaking and not description:
         description = subject
     scope = match.group("scope")
-    return Commit(sha, tuple(parents), match.group("type").lower(), scope.strip() if scope else None,
-                  subject, breaking, description, header)
+    ctype = match.group("type").lower()
+    return Commit(sha, tuple(parents), ctype, scope.strip() if scope else None,
+                  subject, breaking, description, header, reverted if ctype == "revert" else None)
+
+
+def drop_reverted(commits):
+    """The commits minus every revert whose reverted commit is in the same list, and minus that commit.
+
+    A revert names its commit by sha (``This reverts commit <sha>.``, abbreviations allowed) or, without one, by
+    the reverted header. Newest first, so a revert of a revert cancels the first revert and the original stays
+    (conventional-changelog and semantic-release filter reverted commits the same way).
+    """
+    commits = list(commits)
+    dropped = set()
+    for index, commit in enumerate(commits):
+        if index in dropped or commit.type != "revert":
+            continue
+        target = None
+        for other in range(index + 1, len(commits)):  # a revert follows what it reverts: older entries only
+            if other in dropped:
+                continue
+            if commit.reverts:
+                if commits[other].sha.lower().startswith(commit.reverts):
+                    target = other
+                    break
+            elif commits[other].raw_header == commit.subject:
+                target = other
+                break
+        if target is not None:
+            dropped.update((index, target))
+    return [commit for index, commit in enumerate(commits) if index not in dropped]
 
 
 def validate_types(types):
@@ -77,6 +121,9 @@ def validate_types(types):
     for key, value in (types or {}).items():
         if value not in BUMP_CHOICES:
             raise SemverError("types[%s]=%r is invalid: use one of %s" % (key, value, ", ".join(BUMP_CHOICES)))
+        if not isinstance(key, str) or not (key == ANY_TYPE or re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", key)):
+            raise SemverError("types key %r is invalid: use a commit type such as feat or refactor, or * for every "
+                              "other type" % (key,))
         merged[str(key).lower()] = value
     return merged
 
@@ -99,7 +146,7 @@ def bump_for(commits, types=None, zero_major=False, breaking_on_zero="minor"):
             if zero_major and kind != "major":
                 why += " (0.x: breaking changes bump %s)" % kind
         else:
-            kind = table.get(commit.type, "none")
+            kind = table.get(commit.type, table.get(ANY_TYPE, "none"))
             why = "%s commit %s: %s" % (commit.type, commit.sha[:12] or "", commit.raw_header)
         if _RANK[kind] > _RANK[best]:
             best, reason = kind, why

@@ -92,19 +92,37 @@ def sign(run, key, content):
     return out
 
 
-def verify_signature(run, content, signature_path, identity, public_key=None, allowed_signers=None):
+def public_key_of(run, key):
+    """The public key (one line of text) of the private ssh ``key``; fails for a key that is not a usable private key
+    without a passphrase prompt (``-P ""``: never waits for a terminal)."""
+    if not os.path.isfile(key):
+        raise ManifestError("signing_key %s does not exist" % key)
+    rc, out, err = run(["ssh-keygen", "-y", "-P", "", "-f", key])
+    pub = (out or "").strip()
+    if rc != 0 or not pub.startswith(("ssh-", "ecdsa-", "sk-")):
+        detail = ((err or out or "").strip().splitlines() or ["rc=%d" % rc])[-1]
+        raise ManifestError("signing_key %s is not a usable ssh private key (%s): give a key without a passphrase, "
+                            "or set public_key" % (key, detail))
+    return pub.splitlines()[0]
+
+
+def verify_signature(run, content, signature_path, identity, public_key=None, allowed_signers=None,
+                     public_key_text=None):
     if not os.path.isfile(signature_path):
         raise ManifestError("signature %s is missing" % signature_path)
     tmpdir = None
     try:
         if allowed_signers is None:
-            try:
-                with open(public_key) as handle:
-                    pub = handle.read().strip()
-            except (IOError, OSError) as exc:
-                raise ManifestError("cannot read public_key %s: %s" % (public_key, exc.strerror or exc))
+            if public_key_text is not None:
+                pub = public_key_text.strip()
+            else:
+                try:
+                    with open(public_key) as handle:
+                        pub = handle.read().strip()
+                except (IOError, OSError) as exc:
+                    raise ManifestError("cannot read public_key %s: %s" % (public_key, exc.strerror or exc))
             if not pub:
-                raise ManifestError("public_key %s is empty" % public_key)
+                raise ManifestError("public_key %s is empty" % (public_key or "(derived)"))
             tmpdir = tempfile.mkdtemp(prefix="meshos-allowed-signers-")
             allowed_signers = os.path.join(tmpdir, "allowed_signers")
             with open(allowed_signers, "w") as handle:

@@ -12,9 +12,14 @@ SEMVER_PATTERN = (
     r"(?:-(?P<prerelease>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
 )
-_SEMVER_RE = re.compile(r"^" + SEMVER_PATTERN + r"$")
-_IDENT_RE = re.compile(r"^[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "5.2.0\n" through
+_SEMVER_RE = re.compile(r"^" + SEMVER_PATTERN + r"\Z")
+_SEMVER_FULL_RE = re.compile(SEMVER_PATTERN)
+_IDENT_RE = re.compile(r"^[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*\Z")
 BUMPS = ("major", "minor", "patch")
+MAX_VERSION_LENGTH = 128
+_ALLOWED_VERSION = ("use a semantic version MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] such as 5.1.0 or 5.1.0-rc.1, "
+                    "at most %d characters, without a 'v' prefix, spaces or control characters" % MAX_VERSION_LENGTH)
 
 
 class SemverError(ValueError):
@@ -117,6 +122,29 @@ class Version:
         return Version(self.major, self.minor, self.patch, self.prerelease, tuple(build.split(".")) if build else ())
 
 
+def _shown(value, limit=40):
+    """repr of a bad value, truncated so the message stays one short line."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + "... (%d characters)" % len(value)
+    return repr(value)
+
+
+def validate_version(value, what="version"):
+    """``value`` when it is exactly a SemVer 2.0 version string, else :class:`SemverError` naming it (one line).
+
+    The whole string must match (``5.2.0\\n`` and ``5.1`` are refused, as is a ``v`` prefix: strip a tag prefix
+    before calling), and it is at most 128 characters long.
+    """
+    if not isinstance(value, str):
+        raise SemverError("%s %s is not a semantic version: %s" % (what, _shown(value), _ALLOWED_VERSION))
+    if len(value) > MAX_VERSION_LENGTH:
+        raise SemverError("%s %s is too long: %s" % (what, _shown(value), _ALLOWED_VERSION))
+    # fullmatch, not match: "$" would accept a trailing newline
+    if _SEMVER_FULL_RE.fullmatch(value) is None:
+        raise SemverError("%s %s is not a semantic version: %s" % (what, _shown(value), _ALLOWED_VERSION))
+    return value
+
+
 def validate_identifier(value, what):
     """Check a pre-release or build identifier such as ``rc`` or ``build.5``."""
     if not _IDENT_RE.match(value or ""):
@@ -147,7 +175,7 @@ class TagPattern:
         self.prefix, self.suffix = pattern.split("{version}")
         if any(c in self.prefix + self.suffix for c in " ~^:?*[\\"):
             raise SemverError("tag_pattern %r contains characters git does not allow in tag names" % (pattern,))
-        self._re = re.compile("^" + re.escape(self.prefix) + SEMVER_PATTERN + re.escape(self.suffix) + "$")
+        self._re = re.compile("^" + re.escape(self.prefix) + SEMVER_PATTERN + re.escape(self.suffix) + "\\Z")
 
     def ref_glob(self):
         """The for-each-ref pattern that pre-filters tags on the git side."""

@@ -24,13 +24,32 @@ description:
   - "Nothing to release (no commits, or only commits that trigger no bump, or C(HEAD) already tagged) is a result of its
     own: RV(released=false), C(changed=false), never an error."
   - "Bump rules with O(bump=auto): a breaking change (C(!) after the type/scope, or a C(BREAKING CHANGE:) /
-    C(BREAKING-CHANGE:) footer) is major, then the O(types) table (default C(feat) minor, C(fix) and C(perf) patch).
-    Types are case-insensitive. While the last release is 0.x a breaking change bumps O(breaking_on_zero) (minor by
-    default, as semver allows anything to change in initial development)."
+    C(BREAKING-CHANGE:) footer) is major, then the O(types) table (default C(feat) minor, C(fix), C(perf) and
+    C(revert) patch). Types are case-insensitive. While the last release is 0.x a breaking change bumps
+    O(breaking_on_zero) (minor by default, as semver allows anything to change in initial development)."
+  - "Reverts: a C(revert:) header and git's own C(Revert \"<header>\") header (with its C(This reverts commit <sha>.)
+    body) are commits of type C(revert), listed under C(Reverts) in the changelog. A revert and the commit it reverts
+    that are both unreleased cancel out: neither drives the bump nor appears in the changelog (a revert of a revert
+    keeps the original), as conventional-changelog and semantic-release do."
   - "Pre-releases: O(prerelease=rc) gives C(5.1.0-rc.1), then C(5.1.0-rc.2); the next run without O(prerelease) gives
     the final C(5.1.0). A pending pre-release line absorbs smaller bumps. Changelog sections of pre-releases and of the
     final release cover the commits since the last final release."
   - "The first release (no matching tag) is O(initial_version) with O(bump=auto), otherwise C(0.0.0) bumped."
+  - "Fails closed before any change: a work tree with uncommitted or untracked files (other than the module's own
+    changelog, manifest directory and artifacts) unless O(allow_dirty=true); a shallow clone, whose missing history
+    and tags would give a wrong last release, unless O(unshallow=true) deepens it (C(git fetch --unshallow --tags));
+    a detached C(HEAD) when a tag or commit is to be made, unless O(allow_detached=true); an O(date) or O(version)
+    that is not exactly an ISO date or a semantic version."
+  - "All or nothing: the steps run in the order changelog, release commit (O(commit=true)), manifest, signature
+    (verified at once against O(public_key), or the public half of O(signing_key)), tag, push. A failure before the
+    push undoes what the run did (the tag is deleted, the release commit is removed only while it is still C(HEAD),
+    the changelog and manifest are restored) and the error says what was undone. A tag therefore means a complete
+    release; a rerun after an interrupted run completes it (including writing a missing manifest or signature for a
+    tag already on C(HEAD)) instead of reporting nothing to release."
+  - "Push (O(push=auto), the default): when the current branch has an upstream remote, the release commit and the
+    tag are pushed to it atomically (C(git push --atomic)); a failed push fails the task with the remote's answer,
+    the local release stays complete, and a rerun only pushes. O(push=always) fails when there is no upstream,
+    O(push=never) never pushes."
 extends_documentation_fragment:
   - meshos.release.attributes
 attributes:
@@ -57,8 +76,9 @@ options:
     default: auto
   version:
     description:
-      - Explicit version. Must be valid semver and strictly greater than the last release, else the module fails and
-        changes nothing. Re-running for a version that already tags C(HEAD) changes nothing.
+      - Explicit version. Must be exactly a SemVer 2.0 version (no C(v) prefix, spaces or control characters, at most
+        128 characters) and strictly greater than the last release, else the module fails and changes nothing.
+        Re-running for a version that already tags C(HEAD) changes nothing.
     type: str
   prerelease:
     description: Pre-release label such as V(rc); the next free C(<label>.N) of the computed version is used.
@@ -76,8 +96,12 @@ options:
     default: 0.1.0
   types:
     description:
-      - Commit type to bump table merged over the defaults C(feat=minor), C(fix=patch), C(perf=patch).
+      - Commit type to bump table merged over the defaults C(feat=minor), C(fix=patch), C(perf=patch),
+        C(revert=patch).
       - Values are V(major), V(minor), V(patch) or V(none).
+      - The key C(*) sets the bump of every conventional type not in the table (unset, they bump nothing). Messages
+        that are not Conventional Commits never bump.
+      - The EXAMPLES give the tables of semantic-release, commitizen and git-cliff.
     type: dict
   breaking_on_zero:
     description: Bump a breaking change makes while the last release is 0.x.
@@ -87,13 +111,15 @@ options:
   changelog_types:
     description:
       - Commit types shown in the changelog and their section titles, in order (Breaking changes always come first).
-      - Default C(feat=Features), C(fix=Bug fixes), C(perf=Performance).
+      - Default C(feat=Features), C(fix=Bug fixes), C(perf=Performance), C(revert=Reverts).
     type: dict
   commit_url:
     description: When set, each changelog entry links its commit; C({sha}) is replaced by the full commit id.
     type: str
   date:
-    description: Release date (YYYY-MM-DD) in the changelog heading; default today (UTC).
+    description:
+      - Release date in the changelog heading and the tag message; default today (UTC).
+      - An ISO calendar date C(YYYY-MM-DD) and nothing else (anything else fails, naming the value).
     type: str
   changelog:
     description: Whether to update the changelog file.
@@ -111,6 +137,34 @@ options:
     description: Whether to create the annotated tag.
     type: bool
     default: true
+  allow_dirty:
+    description:
+      - Release from a work tree with uncommitted or untracked files. By default the module refuses, naming the paths,
+        so that the release is what was committed; its own changelog, manifest directory and artifacts do not count.
+      - A run that writes nothing (O(changelog=false), O(tag=false), no O(commit), no O(manifest_dir)) only computes
+        the version and is not refused.
+    type: bool
+    default: false
+  allow_detached:
+    description: Make the tag (and release commit) on a detached C(HEAD), i.e. on a commit no branch may contain.
+    type: bool
+    default: false
+  unshallow:
+    description:
+      - In a shallow clone, deepen the repository first with C(git fetch --unshallow --tags) (a network call to the
+        clone's remote). Without it a shallow clone fails, because its history and tags may be incomplete.
+      - Not done in check mode (which then fails on a shallow clone).
+    type: bool
+    default: false
+  push:
+    description:
+      - V(auto) pushes the release commit and tag (atomically) when the current branch has an upstream remote,
+        V(always) requires an upstream and pushes, V(never) keeps the release local.
+      - A rerun on an already released C(HEAD) pushes what is missing on the remote.
+      - In check mode nothing is pushed (C(steps.push=pending) for a new release, a C(git push --dry-run) otherwise).
+    type: str
+    choices: [auto, always, never]
+    default: auto
   sign:
     description: Sign the tag (C(git tag -s)) with git's own signing configuration (gpg or ssh C(gpg.format)).
     type: bool
@@ -124,13 +178,19 @@ options:
     elements: path
     default: []
   signing_key:
-    description: Private ssh key that signs the manifest (C(release-<version>.json.sig)).
+    description:
+      - Private ssh key that signs the manifest (C(release-<version>.json.sig)). The signature is verified right
+        after signing, against O(public_key) or, when unset, the public key derived from this key
+        (C(ssh-keygen -y)); a key that cannot be used fails the task before any change.
     type: path
   manifest_path:
     description: Manifest to check with O(state=verify).
     type: path
   public_key:
-    description: Public ssh key the manifest signature must verify against (O(state=verify)).
+    description:
+      - Public ssh key the manifest signature must verify against (O(state=verify)).
+      - With O(state=create) and O(signing_key), the key the new signature must verify against (default derived
+        from O(signing_key)).
     type: path
   allowed_signers:
     description: An ssh C(allowed_signers) file instead of O(public_key).
@@ -168,10 +228,42 @@ EXAMPLES = r"""
       - /srv/build/meshapp-5.1.0.tar.gz
     signing_key: /etc/meshos/release_ed25519
 
+- name: Tag a CI checkout (shallow clone, detached HEAD); a detached HEAD has no upstream, so nothing is pushed
+  meshos.release.release_version:
+    path: "{{ ci_project_dir }}"
+    changelog: false
+    unshallow: true
+    allow_detached: true
+
+- name: Release the branch and push the release commit and tag to its upstream, failing when there is none
+  meshos.release.release_version:
+    path: /srv/src/meshos
+    commit: true
+    push: always
+
 - name: Cut the next release candidate
   meshos.release.release_version:
     path: /srv/src/meshos
     prerelease: rc
+
+# Types tables of three common conventions (each replayed against a generated history of 250 releases in the test
+# suite, tests/integration/test_release_replay.py, predicting every tag).
+- name: semantic-release defaults (feat minor; fix, perf and revert patch; breaking major) - the module's defaults
+  meshos.release.release_version:
+    path: /srv/src/meshos
+
+- name: commitizen (cz_conventional_commits) - refactor bumps patch, reverts do not bump
+  meshos.release.release_version:
+    path: /srv/src/meshos
+    types:
+      refactor: patch
+      revert: none
+
+- name: git-cliff defaults - every conventional type bumps at least patch (feat minor, breaking major)
+  meshos.release.release_version:
+    path: /srv/src/meshos
+    types:
+      "*": patch
 
 - name: Refuse a manifest whose signature or checksums do not match
   meshos.release.release_version:
@@ -236,7 +328,10 @@ commits:
     since:
       description: Tag the commits were counted from (null for the whole history).
       type: str
-  sample: {"count": 3, "types": {"feat": 1, "fix": 1, "chore": 1}, "since": "v5.0.1"}
+    cancelled:
+      description: Commits left out because a revert and the commit it reverts are both in the window.
+      type: int
+  sample: {"count": 3, "types": {"feat": 1, "fix": 1, "chore": 1}, "since": "v5.0.1", "cancelled": 0}
 commit:
   description: Commit the tag points (or would point) at.
   returned: state=create
@@ -273,18 +368,35 @@ manifest:
   type: dict
   sample: {"version": "5.1.0", "previous_version": "5.0.1", "artifacts": [{"name": "meshapp-5.1.0.tar.gz", "sha256": "..."}]}
 steps:
-  description: What each step did (C(updated)/C(unchanged), C(created), C(written)).
+  description:
+    - What each step did (C(updated)/C(unchanged), C(created), C(written), C(pushed), C(pending) in check mode,
+      C(fetched) for O(unshallow)).
   returned: state=create
   type: dict
-  sample: {"changelog": "updated", "tag": "created", "manifest": "written"}
+  sample: {"changelog": "updated", "tag": "created", "manifest": "written", "signature": "written", "push": "pushed"}
+push:
+  description: Where the release was (or would be) pushed.
+  returned: when a push was attempted
+  type: dict
+  contains:
+    remote:
+      description: The upstream remote.
+      type: str
+    refs:
+      description: The remote branch and tag refs.
+      type: list
+      elements: str
+  sample: {"remote": "origin", "refs": ["refs/heads/main", "refs/tags/v5.1.0"]}
 verified:
   description: The manifest passed every check.
   returned: state=verify
   type: bool
   sample: true
 signature_verified:
-  description: The signature was checked (a key was given) and matches.
-  returned: state=verify
+  description:
+    - The signature was checked (a key was given) and matches.
+    - With O(state=create), the manifest signature made or kept by this run verified against the public key.
+  returned: state=verify, or state=create with O(signing_key)
   type: bool
   sample: true
 artifacts:
@@ -305,7 +417,9 @@ from ansible_collections.meshos.release.plugins.module_utils._release import Rel
 
 def _runner(module):
     def run(argv, cwd=None, data=None):
-        return module.run_command(argv, cwd=cwd, data=data, binary_data=True, errors="surrogate_then_replace")
+        # GIT_TERMINAL_PROMPT=0: a push or fetch that needs credentials fails instead of waiting for a terminal
+        return module.run_command(argv, cwd=cwd, data=data, binary_data=True, errors="surrogate_then_replace",
+                                  environ_update={"GIT_TERMINAL_PROMPT": "0"})
     return run
 
 
@@ -329,6 +443,10 @@ def main():
             changelog_path=dict(type="str", default="CHANGELOG.md"),
             commit=dict(type="bool", default=False),
             tag=dict(type="bool", default=True),
+            allow_dirty=dict(type="bool", default=False),
+            allow_detached=dict(type="bool", default=False),
+            unshallow=dict(type="bool", default=False),
+            push=dict(type="str", choices=["auto", "always", "never"], default="auto"),
             sign=dict(type="bool", default=False),
             manifest_dir=dict(type="path"),
             artifacts=dict(type="list", elements="path", default=[]),
@@ -356,7 +474,8 @@ def main():
 
     option_names = ("bump", "version", "prerelease", "build", "tag_pattern", "initial_version", "types",
                     "breaking_on_zero", "changelog_types", "commit_url", "date", "changelog", "changelog_path",
-                    "commit", "tag", "sign", "manifest_dir", "artifacts", "signing_key")
+                    "commit", "tag", "sign", "manifest_dir", "artifacts", "signing_key", "public_key", "allow_dirty",
+                    "allow_detached", "unshallow", "push")
     options = dict((name, p[name]) for name in option_names)
     try:
         result, diff = create(run, p["path"], check_mode=module.check_mode, **options)

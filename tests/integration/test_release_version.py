@@ -206,8 +206,10 @@ def test_head_behind_a_release_tag(repo):
     repo.git("checkout", "-q", "HEAD~1")
     planned = create(repo, changelog=False, tag=False)
     assert (planned["previous_version"], planned["version"]) == ("1.0.0", "1.1.0")
-    with pytest.raises(ReleaseError, match="tag v1.1.0 already exists on commit"):
+    with pytest.raises(ReleaseError, match="HEAD of .* is detached: .* set allow_detached=true"):
         create(repo, changelog=False)
+    with pytest.raises(ReleaseError, match="tag v1.1.0 already exists on commit"):
+        create(repo, changelog=False, allow_detached=True)
 
 
 def test_merged_maintenance_release(repo):
@@ -277,6 +279,129 @@ def test_signed_tag_with_ssh_format(repo, tmp_path):
     assert proc.returncode == 0 and "Good" in proc.stdout, proc.stdout
 
 
+# ---------------------------------------------------------------- fail closed and atomic (issue 16)
+
+def test_dirty_tree_refused_then_allowed(repo):
+    repo.commit("chore: init").tag("v1.0.0")
+    with open(os.path.join(repo.path, "app.py"), "w") as handle:
+        handle.write("print(1)\n")
+    repo.git("add", "app.py")
+    repo.commit("fix: app")
+    with open(os.path.join(repo.path, "app.py"), "a") as handle:
+        handle.write("print(2)\n")
+    with open(os.path.join(repo.path, "scratch.txt"), "w") as handle:
+        handle.write("x\n")
+    with pytest.raises(ReleaseError, match=r"is not clean \(2 changed or untracked path\(s\): 'app.py', 'scratch.txt'\)"):
+        create(repo, commit=True)
+    assert repo.tags() == ["v1.0.0"] and not os.path.exists(os.path.join(repo.path, "CHANGELOG.md"))
+    assert create(repo, allow_dirty=True)["tag"] == "v1.0.1"
+
+
+def test_shallow_clone_refused_then_deepened(repo, tmp_path):
+    repo.commit("chore: init", "feat: one").tag("v1.0.0").commit("fix: a", "fix: b")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", "file://" + repo.path, str(clone)], check=True,
+                   env=repo.env)
+    shallow = Repo.__new__(Repo)
+    shallow.path, shallow.env = str(clone), repo.env
+    with pytest.raises(ReleaseError, match=r"clone is a shallow clone: .*set unshallow=true"):
+        create(shallow)
+    assert shallow.tags() == []
+    result = create(shallow, unshallow=True)
+    assert (result["previous_version"], result["version"], result["steps"]["unshallow"]) == ("1.0.0", "1.0.1", "fetched")
+    assert shallow.git("rev-parse", "--is-shallow-repository").strip() == "false"
+
+
+def test_invalid_date_and_version_change_nothing(repo):
+    repo.commit("chore: init").tag("v1.0.0").commit("fix: a")
+    with pytest.raises(ReleaseError, match=r"^date 'yesterday!' is invalid: use an ISO date YYYY-MM-DD"):
+        create(repo, date="yesterday!")
+    with pytest.raises(ReleaseError, match=r"^version '1\.0\.1\\n' is not a semantic version"):
+        create(repo, version="1.0.1\n")
+    assert repo.tags() == ["v1.0.0"] and repo.status() == ""
+
+
+def test_signature_that_does_not_verify_undoes_commit_tag_and_manifest(repo, tmp_path, signing):
+    key, pub, other_pub = signing
+    repo.commit("chore: init").tag("v1.0.0").commit("feat: x")
+    before = repo.git("rev-parse", "HEAD").strip()
+    out = str(tmp_path / "out")
+    with pytest.raises(ReleaseError) as exc:
+        create(repo, commit=True, manifest_dir=out, signing_key=key, public_key=other_pub)
+    message = str(exc.value)
+    assert message.startswith("release v1.1.0 not made: signature ") and "does not verify" in message
+    assert "release commit" in message and "removed" in message and "CHANGELOG.md restored" in message
+    assert repo.git("rev-parse", "HEAD").strip() == before and repo.tags() == ["v1.0.0"] and repo.status() == ""
+    assert os.listdir(out) == []
+    # a signing key that is not a key fails before any change
+    bad = tmp_path / "bad_key"
+    bad.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n")
+    with pytest.raises(ReleaseError, match=r"bad_key is not a usable ssh private key"):
+        create(repo, commit=True, manifest_dir=out, signing_key=str(bad))
+    assert repo.git("rev-parse", "HEAD").strip() == before and os.listdir(out) == []
+    # the right key: the whole release, signature verified
+    done = create(repo, commit=True, manifest_dir=out, signing_key=key)
+    assert done["signature_verified"] is True and repo.tags() == ["v1.0.0", "v1.1.0"]
+    assert _manifest.verify(run_git, done["manifest_path"], public_key=pub)["signature_verified"] is True
+
+
+def test_rerun_completes_a_partial_release(repo, tmp_path, signing):
+    key, pub = signing[:2]
+    repo.commit("chore: init").tag("v1.0.0").commit("feat: x")
+    # an interrupted run: tag made, no manifest (and the changelog written but not committed)
+    first = create(repo, date="2026-01-02")
+    assert first["tag"] == "v1.1.0"
+    out = str(tmp_path / "out")
+    again = create(repo, date=None, manifest_dir=out, signing_key=key)
+    assert again["released"] is True and again["changed"] is True and again["msg"].startswith("completed release v1.1.0")
+    assert again["steps"]["tag"] == "unchanged" and again["steps"]["changelog"] == "unchanged"
+    data = json.load(open(again["manifest_path"]))
+    assert (data["version"], data["previous_version"], data["bump"]) == ("1.1.0", "1.0.0", "minor")
+    assert "## [1.1.0] - 2026-01-02" in data["changelog"]  # the date of the tag's section, not today's
+    assert _manifest.verify(run_git, again["manifest_path"], public_key=pub)["signature_verified"] is True
+    assert create(repo, manifest_dir=out, signing_key=key)["changed"] is False
+
+
+def test_rerun_commits_a_changelog_left_uncommitted(repo):
+    repo.commit("chore: init").tag("v1.0.0").commit("fix: x")
+    create(repo, tag=False)  # stands for a run interrupted between the changelog and the release commit
+    assert repo.status() == "?? CHANGELOG.md\n"
+    result = create(repo, commit=True)
+    assert result["steps"] == {"changelog": "unchanged", "commit": "created", "tag": "created"}
+    assert repo.status() == "" and "## [1.0.1]" in repo.git("show", "v1.0.1:CHANGELOG.md")
+
+
+def test_push_to_upstream_and_failed_push_completed_by_rerun(repo, tmp_path):
+    remote = str(tmp_path / "remote.git")
+    subprocess.run(["git", "init", "-q", "--bare", remote], check=True, env=repo.env)
+    repo.commit("chore: init").tag("v1.0.0")
+    repo.git("remote", "add", "origin", remote)
+    repo.git("push", "-q", "-u", "origin", "main", "v1.0.0")
+    repo.commit("feat: x")
+    result = create(repo, commit=True, push="auto")
+    assert result["steps"]["push"] == "pushed" and result["push"]["remote"] == "origin"
+
+    def remote_ref(ref):
+        return subprocess.run(["git", "-C", remote, "rev-parse", "--verify", "-q", ref + "^{commit}"],
+                              stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout.strip()
+    assert remote_ref("refs/tags/v1.1.0") == result["commit"] == remote_ref("refs/heads/main")
+
+    repo.commit("fix: y")
+    repo.git("remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    with pytest.raises(ReleaseError, match=r"release v1.1.1 is complete locally but was not pushed: git push to "
+                                           r"origin failed in .*; fix the remote and rerun"):
+        create(repo, commit=True, push="auto")
+    assert "v1.1.1" in repo.tags() and remote_ref("refs/tags/v1.1.1") == ""
+    repo.git("remote", "set-url", "origin", remote)
+    rerun = create(repo, commit=True, push="auto")
+    assert rerun["released"] is False and rerun["steps"]["push"] == "pushed" and rerun["changed"] is True
+    assert remote_ref("refs/tags/v1.1.1") == repo.git("rev-parse", "HEAD").strip()
+    assert create(repo, commit=True, push="auto")["changed"] is False
+    with pytest.raises(ReleaseError, match="push=always but branch side has no upstream remote"):
+        repo.git("checkout", "-q", "-b", "side")
+        create(repo, push="always")
+
+
 # ---------------------------------------------------------------- end to end through ansible
 
 @pytest.fixture
@@ -310,6 +435,8 @@ def test_module_check_mode_create_idempotent_verify_and_tamper(repo, tmp_path, e
     assert (data["version"], data["previous_version"], data["commit"]) == ("5.1.0", "5.0.1", first["commit"])
     assert data["artifacts"][0]["name"] == "meshapp-5.1.0.tar.gz"
     assert "Release 5.1.0" in repo.git("tag", "-n1", "v5.1.0")
+    # the key's own public half (derived) verified the new signature
+    assert first["signature_verified"] is True
 
     second = ansible(env, args)
     assert second["changed"] is False and second["released"] is False and second["version"] == "5.1.0"

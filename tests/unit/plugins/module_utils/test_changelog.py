@@ -53,3 +53,10 @@ def test_prepend_keeps_unreleased_on_top():
     out = _changelog.prepend(existing, "## [1.1.0] - 2026-01-02\n\n- new\n", "1.1.0")
     assert out.index("[Unreleased]") < out.index("[1.1.0]") < out.index("[1.0.0]")
     assert _changelog.prepend("# Changelog\n", "## [1.0.0] - x\n", "1.0.0") == "# Changelog\n\n## [1.0.0] - x\n"
+
+
+def test_reverts_section():
+    commits = [parse_message('Revert "feat(api): weights"\n\nThis reverts commit %s.' % ("a" * 40), "b" * 40),
+               parse_message("revert: fix: race", "c" * 40), parse_message("fix: other", "d" * 40)]
+    groups = _changelog.group(commits)
+    assert groups == [("Bug fixes", ["other"]), ("Reverts", ["feat(api): weights", "fix: race"])]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.meshos.release.plugins.module_utils._conventional import (
-    bump_for, count_types, parse_message, validate_types,
+    bump_for, count_types, drop_reverted, parse_message, validate_types,
 )
 from ansible_collections.meshos.release.plugins.module_utils._semver import SemverError
 
@@ -75,3 +75,56 @@ def test_custom_types():
 
 def test_count_types():
     assert count_types(_commits("feat: a", "FEAT: b", "what")) == {"feat": 2, "other": 1}
+
+
+# ---------------------------------------------------------------- reverts (issue 15)
+
+def test_git_revert_header_and_body():
+    commit = parse_message('Revert "feat(api): add weights"\n\nThis reverts commit ABCDEF0123456789.\n', "9" * 40)
+    assert (commit.type, commit.scope, commit.subject, commit.reverts) == ("revert", None, "feat(api): add weights",
+                                                                           "abcdef0123456789")
+    assert not commit.breaking
+
+
+def test_conventional_revert_header():
+    commit = parse_message("revert: fix: race\n\nThis reverts commit 1234567.")
+    assert (commit.type, commit.subject, commit.reverts) == ("revert", "fix: race", "1234567")
+    assert parse_message("revert(api): feat: x").reverts is None
+    # "This reverts commit" in a non-revert commit does not make it a revert
+    assert parse_message("fix: y\n\nThis reverts commit 1234567.").reverts is None
+
+
+def test_revert_bumps_patch_by_default_and_is_configurable():
+    revert = [parse_message('Revert "feat: x"\n\nThis reverts commit %s.' % ("a" * 40), "b" * 40)]
+    assert bump_for(revert, validate_types(None))[0] == "patch"
+    assert bump_for(revert, validate_types({"revert": "none"}))[0] == "none"
+    assert bump_for(revert, validate_types({"revert": "minor"}))[0] == "minor"
+
+
+def test_wildcard_type_bumps_every_other_conventional_type():
+    table = validate_types({"*": "patch"})
+    assert bump_for([parse_message("chore: deps", "a" * 40)], table)[0] == "patch"
+    assert bump_for([parse_message("feat: x", "a" * 40)], table)[0] == "minor"
+    assert bump_for([parse_message("Merge branch 'x'", "a" * 40)], table)[0] == "none"
+    with pytest.raises(SemverError, match="types key 'a b' is invalid"):
+        validate_types({"a b": "patch"})
+
+
+def test_drop_reverted_pairs_by_sha_and_header():
+    feat = parse_message("feat: x", "a" * 40)
+    fix = parse_message("fix: y", "c" * 40)
+    by_sha = parse_message('Revert "feat: x"\n\nThis reverts commit %s.' % ("a" * 12), "b" * 40)
+    assert drop_reverted([by_sha, fix, feat]) == [fix]
+    by_header = parse_message("revert: fix: y", "d" * 40)
+    assert drop_reverted([by_header, fix, feat]) == [feat]
+    # the reverted commit is older than this window: the revert stays (and bumps patch)
+    outside = parse_message('Revert "feat: z"\n\nThis reverts commit %s.' % ("e" * 40), "f" * 40)
+    assert drop_reverted([outside, fix]) == [outside, fix]
+
+
+def test_revert_of_a_revert_keeps_the_original():
+    feat = parse_message("feat: x", "a" * 40)
+    revert = parse_message('Revert "feat: x"\n\nThis reverts commit %s.' % ("a" * 40), "b" * 40)
+    again = parse_message('Revert "Revert "feat: x""\n\nThis reverts commit %s.' % ("b" * 40), "c" * 40)
+    assert again.subject == 'Revert "feat: x"' and again.reverts == "b" * 40
+    assert drop_reverted([again, revert, feat]) == [feat]

@@ -19,7 +19,9 @@ HEAD = "f" * 40
 class FakeGit:
     """Answers the git calls release_version makes from a tag list and a commit list (all tags merged into HEAD)."""
 
-    def __init__(self, tags=(), commits=(), existing_tag=None, boundary=None):
+    def __init__(self, tags=(), commits=(), existing_tag=None, boundary=None, shallow=False, branch="main",
+                 changes=(), upstream=None):
+        self.shallow, self.branch, self.changes, self.upstream = shallow, branch, list(changes), upstream
         self.tags = list(tags)          # (name, sha)
         self.commits = list(commits)    # (sha, message), newest first
         self.existing_tag = existing_tag
@@ -30,7 +32,16 @@ class FakeGit:
 
     def __call__(self, argv, cwd=None, data=None):
         self.calls.append((argv, data))
+        if argv[0] != "git":
+            return 1, "", "%s: not answered by FakeGit" % argv[0]
         args = argv[argv.index("core.quotePath=false") + 1:]
+        if args[0] == "rev-parse" and "--is-shallow-repository" in args:
+            return 0, "%s\n%s\n" % ("true" if self.shallow else "false", argv[2]), ""
+        if args[0] == "status":
+            return 0, "# branch.oid %s\0# branch.head %s\0" % (HEAD, self.branch or "(detached)") + "".join(
+                "? %s\0" % change for change in self.changes), ""
+        if args[0] == "for-each-ref" and args[-1].startswith("refs/heads/"):
+            return 0, ("%s\x1f%s\n" % self.upstream) if self.upstream else "\x1f\n", ""
         if args[0] == "for-each-ref" and args[-1].endswith("*"):
             return 0, "".join("%s\x1f%s\x1f\n" % tag for tag in self.tags), ""
         if args[0] == "for-each-ref":
@@ -68,7 +79,7 @@ def test_two_git_calls_and_window_since_last_final():
     assert git.calls[1][1] == "^%s\n^%s\n" % ("a" * 40, "b" * 40)
     assert (result["released"], result["version"], result["previous_version"], result["bump"]) == (True, "5.1.0", "5.0.1", "minor")
     assert result["tag"] == "v5.1.0" and result["commit"] == HEAD
-    assert result["commits"] == {"count": 2, "types": {"feat": 1, "chore": 1}, "since": "v5.0.1"}
+    assert result["commits"] == {"count": 2, "types": {"feat": 1, "chore": 1}, "since": "v5.0.1", "cancelled": 0}
     assert result["changelog"].startswith("## [5.1.0] - 2026-01-02\n\n### Features\n\n- **api:** weights\n")
 
 
@@ -203,5 +214,168 @@ def test_apply_refuses_tag_elsewhere_and_missing_artifact(tmp_path):
 def test_git_failure_is_one_line():
     def broken(argv, cwd=None, data=None):
         return 128, "", "fatal: not a git repository (or any of the parent directories): .git\n"
-    with pytest.raises(ReleaseError, match="git for-each-ref failed in /repo: fatal: not a git repository"):
+    with pytest.raises(ReleaseError, match="git rev-parse failed in /repo: fatal: not a git repository"):
         _release.create(broken, "/repo")
+
+
+def test_revert_only_window_releases_a_patch_with_a_reverts_section():
+    released = "%040x" % 0xabc
+    git = FakeGit([("v2.3.0", "a" * 40)], _log('Revert "feat(api): weights"\n\nThis reverts commit %s.' % released))
+    result = plan(git)
+    assert (result["released"], result["version"], result["bump"]) == (True, "2.3.1", "patch")
+    assert result["changes"] == {"Reverts": ["feat(api): weights"]}
+    assert "### Reverts\n\n- feat(api): weights\n" in result["changelog"]
+    assert plan(FakeGit([("v2.3.0", "a" * 40)], _log("revert: feat: x")), types={"revert": "none"})["released"] is False
+
+
+def test_revert_and_reverted_in_one_window_cancel_out():
+    feat_sha = "%040x" % 1
+    git = FakeGit([("v2.3.0", "a" * 40)], [(HEAD, 'Revert "feat: risky"\n\nThis reverts commit %s.' % feat_sha),
+                                           ("%040x" % 2, "chore: deps"), (feat_sha, "feat: risky")])
+    result = plan(git)
+    assert result["released"] is False and "(2 cancelled by reverts)" in result["msg"]
+    assert result["commits"]["cancelled"] == 2 and result["commits"]["count"] == 3
+    git = FakeGit([("v2.3.0", "a" * 40)], [(HEAD, 'Revert "feat: risky"\n\nThis reverts commit %s.' % feat_sha),
+                                           ("%040x" % 2, "fix: keep"), (feat_sha, "feat: risky")])
+    result = plan(git)
+    assert (result["version"], result["changes"]) == ("2.3.1", {"Bug fixes": ["keep"]})
+
+
+# ---------------------------------------------------------------- fail closed (issue 16) and one version rule
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"version": "5.2.0\n"}, r"^version '5\.2\.0\\n' is not a semantic version: use "),
+    ({"version": "v5.2.0"}, r"^version 'v5\.2\.0' is not a semantic version"),
+    ({"version": "5.1"}, r"^version '5\.1' is not a semantic version"),
+    ({"initial_version": "1.0"}, r"^initial_version '1\.0' is not a semantic version"),
+    ({"date": "yesterday!"}, r"^date 'yesterday!' is invalid: use an ISO date YYYY-MM-DD"),
+    ({"date": "2026-02-30"}, r"^date '2026-02-30' is invalid"),
+    ({"date": "2026-01-02\n"}, r"^date '2026-01-02\\n' is invalid"),
+    ({"date": "2026-1-2"}, r"^date '2026-1-2' is invalid"),
+    ({"push": "sometimes"}, r"^push 'sometimes' is invalid: use one of auto, always, never"),
+])
+def test_create_bad_input_fails_before_git(tmp_path, kwargs, match):
+    git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"))
+    with pytest.raises(ReleaseError, match=match):
+        _release.create(git, str(tmp_path), **kwargs)
+    assert git.calls == [] and os.listdir(str(tmp_path)) == []
+
+
+def test_dirty_tree_refused_naming_paths_unless_allowed(tmp_path):
+    dirty = ["src/app.py", "notes.txt"]
+    git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"), changes=dirty)
+    with pytest.raises(ReleaseError, match=r"work tree of .* is not clean \(2 changed or untracked path\(s\): "
+                                           r"'src/app.py', 'notes.txt'\): .* or set allow_dirty=true"):
+        _release.create(git, str(tmp_path), date="2026-01-02")
+    assert git.git_calls("tag") == [] and os.listdir(str(tmp_path)) == []
+    result = _release.create(FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"), changes=dirty), str(tmp_path),
+                             date="2026-01-02", allow_dirty=True)[0]
+    assert result["version"] == "1.0.1"
+    # computing the next version only (nothing written) is not refused
+    query = _release.create(FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"), changes=dirty), str(tmp_path),
+                            tag=False, changelog=False)[0]
+    assert query["version"] == "1.0.1" and query["changed"] is False
+
+
+def test_own_outputs_do_not_make_the_tree_dirty(tmp_path):
+    git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"), changes=["CHANGELOG.md", "out/", "dist/a.tgz"])
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "a.tgz").write_bytes(b"x")
+    result = _release.create(git, str(tmp_path), date="2026-01-02", manifest_dir=str(tmp_path / "out"),
+                             artifacts=[str(tmp_path / "dist" / "a.tgz")])[0]
+    assert result["released"] and result["steps"]["manifest"] == "written"
+
+
+def test_shallow_clone_refused_or_deepened(tmp_path):
+    git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"), shallow=True)
+    with pytest.raises(ReleaseError, match=r"is a shallow clone: .*\(git fetch --unshallow --tags\) or set "
+                                           r"unshallow=true"):
+        _release.create(git, str(tmp_path), date="2026-01-02", tag=False, changelog=False)
+    with pytest.raises(ReleaseError, match="check mode does not deepen it"):
+        _release.create(git, str(tmp_path), check_mode=True, unshallow=True, tag=False, changelog=False)
+    assert git.git_calls("fetch") == []
+
+    class Deepening(FakeGit):
+        def __call__(self, argv, cwd=None, data=None):
+            if "fetch" in argv:
+                self.calls.append((argv, data))
+                return 0, "", ""
+            return FakeGit.__call__(self, argv, cwd, data)
+
+    deep = Deepening([("v1.0.0", "a" * 40)], _log("fix: x"), shallow=True)
+    result = _release.create(deep, str(tmp_path), date="2026-01-02", tag=False, changelog=False, unshallow=True)[0]
+    assert deep.git_calls("fetch")[0][-3:] == ["--quiet", "--unshallow", "--tags"]
+    assert result["steps"]["unshallow"] == "fetched" and result["version"] == "1.0.1"
+
+
+def test_detached_head_refused_when_tagging_unless_allowed(tmp_path):
+    def fake():
+        return FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"), branch=None)
+    with pytest.raises(ReleaseError, match=r"HEAD of .* is detached: .* or set allow_detached=true"):
+        _release.create(fake(), str(tmp_path), date="2026-01-02")
+    # planning only (no tag, no commit) is not refused
+    assert _release.create(fake(), str(tmp_path), tag=False, changelog=False)[0]["version"] == "1.0.1"
+    assert _release.create(fake(), str(tmp_path), date="2026-01-02", allow_detached=True)[0]["tag"] == "v1.0.1"
+
+
+def test_bad_signing_key_fails_before_any_change(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("not a key")
+    git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"))
+    with pytest.raises(ReleaseError, match=r"signing_key .*key is not a usable ssh private key .*set public_key"):
+        _release.create(git, str(tmp_path / "repo"), date="2026-01-02", manifest_dir=str(tmp_path / "out"),
+                        signing_key=str(key))
+    assert git.git_calls("tag") == [] and not os.path.exists(str(tmp_path / "out"))
+
+
+def test_failure_after_writes_is_undone(tmp_path):
+    """Signing fails after the changelog and manifest are written: both are put back, no tag is made."""
+    key, pub = tmp_path / "key", tmp_path / "key.pub"
+    key.write_text("private")
+    pub.write_text("ssh-ed25519 AAAA test")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "CHANGELOG.md").write_text("# Changelog\n")
+    git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"))
+    with pytest.raises(ReleaseError) as exc:
+        _release.create(git, str(repo), date="2026-01-02", manifest_dir=str(tmp_path / "out"), signing_key=str(key),
+                        public_key=str(pub))
+    message = str(exc.value)
+    assert message.startswith("release v1.0.1 not made: ssh-keygen -Y sign with ")
+    assert "undone: manifest " in message and "CHANGELOG.md restored" in message and "\n" not in message
+    assert (repo / "CHANGELOG.md").read_text() == "# Changelog\n"
+    assert os.listdir(str(tmp_path / "out")) == [] and git.git_calls("tag") == []
+
+
+def test_push_always_needs_an_upstream_and_auto_pushes_commit_and_tag(tmp_path):
+    with pytest.raises(ReleaseError, match=r"push=always but branch main has no upstream remote"):
+        _release.create(FakeGit([("v1.0.0", "a" * 40)], _log("fix: x")), str(tmp_path), push="always")
+
+    class Remote(FakeGit):
+        def __call__(self, argv, cwd=None, data=None):
+            if "push" in argv:
+                self.calls.append((argv, data))
+                return 0, "To /remote\n*\trefs/tags/v1.0.1:refs/tags/v1.0.1\t[new tag]\n \t%s:refs/heads/main\t" \
+                          "a..b\nDone\n" % HEAD, ""
+            return FakeGit.__call__(self, argv, cwd, data)
+
+    git = Remote([("v1.0.0", "a" * 40)], _log("fix: x"), upstream=("origin", "refs/heads/main"))
+    result = _release.create(git, str(tmp_path), date="2026-01-02", push="auto")[0]
+    push = git.git_calls("push")[0]
+    assert push[push.index("push"):] == ["push", "--porcelain", "--atomic", "origin", "%s:refs/heads/main" % HEAD,
+                                         "refs/tags/v1.0.1:refs/tags/v1.0.1"]
+    assert result["steps"]["push"] == "pushed" and result["push"]["remote"] == "origin"
+
+
+def test_push_failure_is_reported_and_keeps_the_local_release(tmp_path):
+    class Rejecting(FakeGit):
+        def __call__(self, argv, cwd=None, data=None):
+            if "push" in argv:
+                return 1, "To /remote\n!\t%s:refs/heads/main\t[rejected] (fetch first)\nDone\n" % HEAD, "error: failed"
+            return FakeGit.__call__(self, argv, cwd, data)
+
+    git = Rejecting([("v1.0.0", "a" * 40)], _log("fix: x"), upstream=("origin", "refs/heads/main"))
+    with pytest.raises(ReleaseError, match=r"release v1.0.1 is complete locally but was not pushed: git push to origin "
+                                           r"failed in .*: refs/heads/main \(\[rejected\] \(fetch first\)\); .*rerun"):
+        _release.create(git, str(tmp_path), date="2026-01-02", push="auto")
+    assert len(git.git_calls("tag")) == 1  # the tag stays: the rerun only pushes

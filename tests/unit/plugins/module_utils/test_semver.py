@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.meshos.release.plugins.module_utils._semver import (
-    SemverError, TagPattern, Version, next_prerelease, validate_identifier,
+    SemverError, TagPattern, Version, next_prerelease, validate_identifier, validate_version,
 )
 
 
@@ -75,3 +75,60 @@ def test_tag_pattern():
 def test_tag_pattern_invalid(bad):
     with pytest.raises(SemverError, match="tag_pattern"):
         TagPattern(bad)
+
+
+# ---------------------------------------------------------------- one version rule (validate_version)
+
+@pytest.mark.parametrize("text", ["5.2.0", "0.0.0", "5.1.0-rc.1", "1.0.0-alpha.beta+exp.sha.5114f85", "1.0.0+21"])
+def test_validate_version_accepts_and_returns_the_string(text):
+    assert validate_version(text) == text
+
+
+@pytest.mark.parametrize("value,shown", [
+    ("5.2.0\n", r"'5.2.0\n'"), ("5.1", "'5.1'"), ("v5.1.0", "'v5.1.0'"), (" 5.1.0", "' 5.1.0'"),
+    ("5.1.0 ", "'5.1.0 '"), ("5.1.0\x00", r"'5.1.0\x00'"), ("5.1.0\t", r"'5.1.0\t'"), ("", "''"),
+    ("01.2.3", "'01.2.3'"), ("1.2.3-01", "'1.2.3-01'"), (None, "None"), (5, "5"), ("5.1.0;rm", "'5.1.0;rm'"),
+])
+def test_validate_version_rejects_with_one_line_naming_the_value(value, shown):
+    with pytest.raises(SemverError) as exc:
+        validate_version(value, what="pipeline_version")
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith("pipeline_version %s is not a semantic version: use " % shown), message
+    assert "MAJOR.MINOR.PATCH" in message and "'v' prefix" in message
+
+
+def test_validate_version_length_limit_and_truncated_value():
+    core = "1.2.3-" + "a" * 122
+    assert validate_version(core) == core  # exactly 128
+    with pytest.raises(SemverError) as exc:
+        validate_version(core + "b")
+    message = str(exc.value)
+    assert "is too long" in message and "(129 characters)" in message and len(message) < 300
+
+
+def test_parse_and_identifiers_refuse_a_trailing_newline():
+    with pytest.raises(SemverError):
+        Version.parse("5.2.0\n")
+    with pytest.raises(SemverError):
+        validate_identifier("rc\n", "prerelease")
+    assert TagPattern("v{version}").parse("v1.2.3\n") is None
+
+
+try:
+    from hypothesis import given, strategies as st
+except ImportError:  # pragma: no cover - hypothesis is a dev requirement
+    given = None
+
+if given is not None:
+    @given(st.text(max_size=40))
+    def test_validate_version_property(text):
+        """Accepted strings are exactly the ones that parse and print back unchanged; nothing with whitespace or
+        control characters is ever accepted."""
+        try:
+            accepted = validate_version(text)
+        except SemverError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert accepted == text == str(Version.parse(text))
+        assert not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text)

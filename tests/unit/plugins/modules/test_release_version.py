@@ -19,12 +19,18 @@ HEAD = "f" * 40
 
 
 class FakeRunCommand:
-    def __init__(self, tags, commits):
-        self.tags, self.commits, self.calls = tags, commits, []
+    def __init__(self, tags, commits, untracked=()):
+        self.tags, self.commits, self.calls, self.untracked = tags, commits, [], list(untracked)
 
     def __call__(self, module, args, **kwargs):
         self.calls.append(args)
         sub = args[args.index("core.quotePath=false") + 1:]
+        if sub[0] == "rev-parse" and "--is-shallow-repository" in sub:
+            return 0, "false\n%s\n" % args[2], ""
+        if sub[0] == "status":
+            return 0, "# branch.head main\0" + "".join("? %s\0" % p for p in self.untracked), ""
+        if sub[0] == "for-each-ref" and sub[-1].startswith("refs/heads/"):
+            return 0, "\x1f\n", ""
         if sub[0] == "for-each-ref" and sub[-1].endswith("*"):
             return 0, "".join("%s\x1f%s\x1f\n" % t for t in self.tags), ""
         if sub[0] == "for-each-ref":
@@ -104,3 +110,23 @@ def test_verify_mode(tmp_path, capsys):
 def test_verify_requires_manifest_path(capsys):
     rc, out = run_module({"state": "verify"}, capsys=capsys)
     assert rc == 1 and "manifest_path" in out["msg"]
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"date": "yesterday!"}, "date 'yesterday!' is invalid: use an ISO date YYYY-MM-DD such as 2026-01-02"),
+    ({"version": "5.2.0\n"}, "version '5.2.0\\n' is not a semantic version: use a semantic version"),
+])
+def test_bad_date_and_version_fail_before_git(tmp_path, capsys, args, message):
+    fake = FakeRunCommand([("v5.0.1", "a" * 40)], [(HEAD, "feat: x")])
+    rc, out = run_module(dict(args, path=str(tmp_path)), fake, capsys=capsys)
+    assert rc == 1 and out["msg"].startswith(message), out["msg"]
+    assert fake.calls == [] and os.listdir(str(tmp_path)) == []
+
+
+def test_dirty_tree_option(tmp_path, capsys):
+    fake = FakeRunCommand([("v5.0.1", "a" * 40)], [(HEAD, "fix: x")], untracked=["stray.txt"])
+    rc, out = run_module({"path": str(tmp_path)}, fake, capsys=capsys)
+    assert rc == 1 and "'stray.txt'" in out["msg"] and "allow_dirty=true" in out["msg"]
+    fake = FakeRunCommand([("v5.0.1", "a" * 40)], [(HEAD, "fix: x")], untracked=["stray.txt"])
+    rc, out = run_module({"path": str(tmp_path), "allow_dirty": True, "push": "never"}, fake, capsys=capsys)
+    assert rc == 0 and out["version"] == "5.0.2" and "push" not in out["steps"]
