@@ -83,3 +83,19 @@ def prepend(existing, section, version):
     if match:
         return existing[:match.start()] + section + "\n" + existing[match.start():]
     return existing.rstrip("\n") + "\n\n" + section
+
+
+FAILED_MARK = "(FAILED: never reached production)"
+
+
+def mark_failed(text, versions):
+    """``text`` with the heading of each version in ``versions`` marked as a failed release (once: idempotent)."""
+    if not text or not versions:
+        return text
+    wanted = set(str(v) for v in versions)
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        found = re.match(r"## \[([^\]]+)\]", line)
+        if found and found.group(1) in wanted and FAILED_MARK not in line:
+            lines[index] = line.rstrip() + " " + FAILED_MARK
+    return "\n".join(lines)

@@ -40,8 +40,11 @@ def _bump_between(old, new):
     return "prerelease"
 
 
-def read_history(run, path, pattern):
+def read_history(run, path, pattern, skip=()):
     """``(tags merged into HEAD, commits since the last final release, HEAD sha)`` with two git calls.
+
+    Versions in ``skip`` (failed releases) do not count as releases here: the window runs back past their tags to
+    the last final release not in ``skip``, so their commits are part of it.
 
     The commit walk excludes every final release tag, so it stops where the window meets released history and costs
     the size of the window, not of the history; its boundary shows which release tags HEAD contains. When that is
@@ -49,7 +52,7 @@ def read_history(run, path, pattern):
     HEAD is not after a release tag), the precise and slower ``for-each-ref --merged=HEAD`` listing decides.
     """
     tags = _git.release_tags(run, path, pattern)
-    final_shas = set(t[2] for t in tags if not t[1].is_prerelease)
+    final_shas = set(t[2] for t in tags if not t[1].is_prerelease and t[1] not in skip)
     commits, boundary = _git.commits_excluding(run, path, sorted(final_shas))
     if commits and boundary <= final_shas:
         in_window = set(c.sha for c in commits)
@@ -60,7 +63,7 @@ def read_history(run, path, pattern):
         if head_sha in final_shas:
             return [t for t in tags if t[2] == head_sha], commits, head_sha
     merged = _git.release_tags(run, path, pattern, merged=True)
-    finals = [t for t in merged if not t[1].is_prerelease]
+    finals = [t for t in merged if not t[1].is_prerelease and t[1] not in skip]
     last_final = max(finals, key=lambda t: t[1]) if finals else None
     commits = _git.commits_since(run, path, last_final[2] if last_final else None)
     return merged, commits, commits[0].sha if commits else last_final[2]
@@ -79,8 +82,12 @@ def check_date(date):
 
 
 def check_inputs(bump="auto", version=None, prerelease=None, build=None, tag_pattern="v{version}", types=None,
-                 changelog_types=None, breaking_on_zero="minor", initial_version="0.1.0", commit_url=None, date=None):
-    """Validate the planning options (no git); returns ``(pattern, explicit version, first version, types table)``."""
+                 changelog_types=None, breaking_on_zero="minor", initial_version="0.1.0", commit_url=None, date=None,
+                 failed_versions=None):
+    """Validate the planning options (no git).
+
+    Returns ``(pattern, explicit version, first version, types table, set of failed Versions)``.
+    """
     try:
         pattern = TagPattern(tag_pattern)
         if bump not in BUMP_OPTIONS:
@@ -94,27 +101,45 @@ def check_inputs(bump="auto", version=None, prerelease=None, build=None, tag_pat
             validate_identifier(build, "build")
         first = Version.parse(validate_version(initial_version, "initial_version"))
         table = validate_types(types)
+        if failed_versions is not None and not isinstance(failed_versions, (list, tuple)):
+            raise ReleaseError("failed_versions %r is invalid: use a list of versions such as ['5.1.0']"
+                               % (failed_versions,))
+        failed = set(Version.parse(validate_version(v, "failed_versions entry")) for v in failed_versions or ())
     except SemverError as exc:
         raise ReleaseError(str(exc))
+    if explicit is not None and explicit in failed:
+        raise ReleaseError("version %s is listed in failed_versions: a failed release keeps its number and versions "
+                           "are never reused; release a greater version" % explicit)
     if date is not None:
         check_date(date)
-    return pattern, explicit, first, table
+    return pattern, explicit, first, table, failed
 
 
 def plan(run, path, bump="auto", version=None, prerelease=None, build=None, tag_pattern="v{version}",
          types=None, changelog_types=None, breaking_on_zero="minor", initial_version="0.1.0",
-         commit_url=None, date=None):
-    """Compute the next release without changing anything. Returns a dict (see the module's RETURN)."""
-    pattern, explicit, first, table = check_inputs(bump, version, prerelease, build, tag_pattern, types,
-                                                   changelog_types, breaking_on_zero, initial_version, commit_url, date)
+         commit_url=None, date=None, failed_versions=None):
+    """Compute the next release without changing anything. Returns a dict (see the module's RETURN).
+
+    ``failed_versions``: releases whose tags exist but that never reached production. They are not the previous
+    version: the window and the bump start at the newest release not in the list (so their commits are in this
+    release's notes), and as versions are never reused a computed version not greater than the newest failed one is
+    bumped again from it (same bump kind).
+    """
+    pattern, explicit, first, table, failed = check_inputs(bump, version, prerelease, build, tag_pattern, types,
+                                                           changelog_types, breaking_on_zero, initial_version,
+                                                           commit_url, date, failed_versions)
     if date is None:
         date = _today()
     sections = _changelog.DEFAULT_SECTIONS if changelog_types is None else dict(
         (str(k).lower(), v) for k, v in changelog_types.items())
 
-    tags, commits, head_sha = read_history(run, path, pattern)
-    highest = max(tags, key=lambda t: t[1]) if tags else None
-    finals = [t for t in tags if not t[1].is_prerelease]
+    tags, commits, head_sha = read_history(run, path, pattern, skip=failed)
+    # ``top``: every tag, failed or not (a new version must exceed it); ``highest``: the previous good release
+    top = max(tags, key=lambda t: t[1]) if tags else None
+    skipped = sorted((t for t in tags if t[1] in failed), key=lambda t: t[1])
+    good = [t for t in tags if t[1] not in failed]
+    highest = max(good, key=lambda t: t[1]) if good else None
+    finals = [t for t in good if not t[1].is_prerelease]
     last_final = max(finals, key=lambda t: t[1]) if finals else None
     # a revert and the commit it reverts, both unreleased, cancel out: neither bumps nor reaches the changelog
     effective = drop_reverted(commits)
@@ -123,25 +148,26 @@ def plan(run, path, bump="auto", version=None, prerelease=None, build=None, tag_
         "released": False, "version": None, "previous_version": str(highest[1]) if highest else None,
         "previous_tag": highest[0] if highest else None, "bump": "none", "bump_reason": None,
         "changelog": "", "changes": {}, "tag": None, "commit": head_sha,
+        "skipped_versions": [str(t[1]) for t in skipped],
         "commits": {"count": len(commits), "types": count_types(commits),
                     "since": last_final[0] if last_final else None, "cancelled": len(commits) - len(effective)},
     }
-    head_versions = [t[1] for t in tags if t[2] == head_sha]
+    head_versions = [t[1] for t in good if t[2] == head_sha]
     wants_prerelease = bool(prerelease) or bool(explicit and explicit.is_prerelease)
     head_final = [v for v in head_versions if not v.is_prerelease]
     if head_final or (wants_prerelease and head_versions):
         done = max(head_final or head_versions)
         result.update(version=str(done), tag=pattern.format(done),
                       msg="nothing to release: HEAD %s is already released as %s" % (head_sha[:12], pattern.format(done)))
-        if explicit and explicit != done and not (explicit > highest[1]):
-            raise ReleaseError("version %s is not greater than the last release %s" % (explicit, highest[1]))
+        if explicit and explicit != done and not (explicit > top[1]):
+            raise ReleaseError("version %s is not greater than the last release %s" % (explicit, top[1]))
         return result
 
     base = last_final[1] if last_final else None
     if explicit is not None:
-        if highest and explicit <= highest[1]:
+        if top and explicit <= top[1]:
             raise ReleaseError("version %s is not greater than the last release %s (%s): a release version must go up"
-                               % (explicit, highest[1], highest[0]))
+                               % (explicit, top[1], top[0]))
         target = explicit
         kind = _bump_between(base, explicit.core)
         reason = "explicit version %s" % explicit
@@ -169,11 +195,18 @@ def plan(run, path, bump="auto", version=None, prerelease=None, build=None, tag_
             core = highest[1].core
             reason += "; continues %s" % highest[0]
         target = next_prerelease(core, prerelease, [t[1] for t in tags]) if prerelease else core
+        newest_failed = skipped[-1] if skipped else None
+        if newest_failed and target <= newest_failed[1]:
+            # versions are never reused: a failed release keeps its number, so the bump starts from it instead
+            failed_v = newest_failed[1]
+            core = failed_v.core if failed_v.is_prerelease else failed_v.bump(kind if kind in BUMPS else "patch")
+            reason += "; %s failed (never reached production) and versions are never reused" % newest_failed[0]
+            target = next_prerelease(core, prerelease, [t[1] for t in tags]) if prerelease else core
         if build:
             target = target.with_build(build)
-        if highest and target <= highest[1]:
+        if top and target <= top[1]:
             raise ReleaseError("next version %s would not be greater than the last release %s: choose another "
-                               "prerelease label or an explicit version" % (target, highest[1]))
+                               "prerelease label or an explicit version" % (target, top[1]))
 
     groups = _changelog.group(effective, sections, commit_url)
     section = _changelog.render_section(target, date, groups)
@@ -280,7 +313,7 @@ def _push_step(run, path, result, push_to, check_mode):
 
 def apply(run, path, planned, check_mode=False, changelog=True, changelog_path="CHANGELOG.md", commit=False,
           tag=True, sign=False, manifest_dir=None, artifacts=None, signing_key=None, public_key=None, now=None,
-          push_to=None, changelog_dirty=False):
+          push_to=None, changelog_dirty=False, failed_versions=()):
     """Write what ``plan`` computed: changelog, release commit, manifest, signature (verified), tag, then push.
 
     All or nothing: a failure before the push undoes what this run did (the tag comes last, so a tag means a
@@ -327,7 +360,8 @@ def apply(run, path, planned, check_mode=False, changelog=True, changelog_path="
             result["changelog_path"] = file_path
             raw_before = _read(file_path)
             before = raw_before.decode("utf-8") if raw_before is not None else None
-            after = _changelog.prepend(before, planned["changelog"], version)
+            after = _changelog.mark_failed(_changelog.prepend(before, planned["changelog"], version),
+                                           failed_versions or ())
             diff = {"before": before or "", "after": after, "before_header": file_path, "after_header": file_path}
             if after != before:
                 result["changed"] = True
@@ -510,7 +544,8 @@ def create(run, path, check_mode=False, allow_dirty=False, allow_detached=False,
         changelog_rel = os.path.relpath(os.path.realpath(_resolve(path, changelog_path)),
                                         os.path.realpath(info["toplevel"])).replace(os.sep, "/")
         result, diff = apply(run, path, planned, check_mode=check_mode, push_to=push_to,
-                             changelog_dirty=_is_under(changelog_rel, info["own_changes"]), **apply_options)
+                             changelog_dirty=_is_under(changelog_rel, info["own_changes"]),
+                             failed_versions=options.get("failed_versions") or (), **apply_options)
         if info["deepened"]:
             result["steps"]["unshallow"] = "fetched"
             result["changed"] = True

@@ -35,6 +35,8 @@ description:
     the final C(5.1.0). A pending pre-release line absorbs smaller bumps. Changelog sections of pre-releases and of the
     final release cover the commits since the last final release."
   - "The first release (no matching tag) is O(initial_version) with O(bump=auto), otherwise C(0.0.0) bumped."
+  - "Failed releases (O(failed_versions)): their tags stay (a version is never reused) but they are not the previous
+    version. See O(failed_versions)."
   - "Fails closed before any change: a work tree with uncommitted or untracked files (other than the module's own
     changelog, manifest directory and artifacts) unless O(allow_dirty=true); a shallow clone, whose missing history
     and tags would give a wrong last release, unless O(unshallow=true) deepens it (C(git fetch --unshallow --tags));
@@ -90,6 +92,24 @@ options:
     description: Tag naming scheme; must contain C({version}) once, e.g. V(v{version}) or V(release-{version}).
     type: str
     default: v{version}
+  failed_versions:
+    description:
+      - Versions whose release tag exists but that never reached production (the pipeline takes them from its audit
+        log). Each entry must be exactly a semantic version, else the module fails naming it and changes nothing.
+      - Their tags are not the previous version. RV(previous_version) is the highest tag not in this list, the
+        changelog section and RV(commits) cover the commits since the last final release not in this list (so a
+        failed release's changes are in the next release's notes), and O(bump=auto) computes the bump against that
+        release.
+      - Versions are never reused, so the new version is still greater than every tag, failed ones included. When the
+        computed version is not greater than the newest failed version, the same bump is applied to the newest failed
+        version instead (V(5.0.0) good, V(5.1.0) failed, commits with a C(feat) give V(5.2.0); a failed pre-release
+        such as V(5.1.0-rc.1) gives its final V(5.1.0)). An explicit O(version) that is in this list fails.
+      - "When the module writes a release's changelog, the heading of each listed version found there gets the
+        suffix C(FAILED: never reached production) in parentheses, once."
+      - The version being released now must not be listed.
+    type: list
+    elements: str
+    default: []
   initial_version:
     description: Version of the first release when no tag matches O(tag_pattern) and O(bump=auto).
     type: str
@@ -241,6 +261,11 @@ EXAMPLES = r"""
     commit: true
     push: always
 
+- name: Release after a failed 5.1.0 (tagged, never reached production); it is marked failed in the changelog
+  meshos.release.release_version:
+    path: /srv/src/meshos
+    failed_versions: ["5.1.0"]
+
 - name: Cut the next release candidate
   meshos.release.release_version:
     path: /srv/src/meshos
@@ -285,7 +310,7 @@ version:
   type: str
   sample: 5.1.0
 previous_version:
-  description: Highest release tag version reachable from C(HEAD) before this release.
+  description: Highest release tag version reachable from C(HEAD) before this release, not counting O(failed_versions).
   returned: state=create
   type: str
   sample: 5.0.1
@@ -294,6 +319,12 @@ previous_tag:
   returned: state=create
   type: str
   sample: v5.0.1
+skipped_versions:
+  description: Versions of O(failed_versions) whose tags are reachable from C(HEAD) and were skipped as previous version.
+  returned: state=create
+  type: list
+  elements: str
+  sample: ["5.1.0"]
 bump:
   description: V(major), V(minor), V(patch), V(prerelease), V(initial), or V(none) when nothing is released.
   returned: state=create
@@ -434,6 +465,7 @@ def main():
             build=dict(type="str"),
             tag_pattern=dict(type="str", default="v{version}"),
             initial_version=dict(type="str", default="0.1.0"),
+            failed_versions=dict(type="list", elements="str", default=[]),
             types=dict(type="dict"),
             breaking_on_zero=dict(type="str", choices=["minor", "major"], default="minor"),
             changelog_types=dict(type="dict"),
@@ -472,8 +504,8 @@ def main():
         module.exit_json(changed=False, verified=True, manifest_path=p["manifest_path"],
                          version=checked["manifest"].get("version"), **checked)
 
-    option_names = ("bump", "version", "prerelease", "build", "tag_pattern", "initial_version", "types",
-                    "breaking_on_zero", "changelog_types", "commit_url", "date", "changelog", "changelog_path",
+    option_names = ("bump", "version", "prerelease", "build", "tag_pattern", "initial_version", "failed_versions",
+                    "types", "breaking_on_zero", "changelog_types", "commit_url", "date", "changelog", "changelog_path",
                     "commit", "tag", "sign", "manifest_dir", "artifacts", "signing_key", "public_key", "allow_dirty",
                     "allow_detached", "unshallow", "push")
     options = dict((name, p[name]) for name in option_names)

@@ -499,3 +499,29 @@ def test_playbook_renders_announcement_and_check_mode(repo, tmp_path, env):
     assert "- self-healing engine" in announcement and "- **sched:** 40% faster job scheduling" in announcement
     assert "- telemetry memory leak" in announcement and "CHANGELOG_v5.1.0.md" in announcement
     assert os.path.exists(os.path.join(out, "CHANGELOG_v5.1.0.md")) and "v5.1.0" in repo.tags()
+
+
+def test_failed_release_is_skipped_as_previous_and_marked_in_the_changelog(repo, env):
+    """v5.0.0 good, v5.1.0 tagged but never reached production, then a fix: through the module, with real git."""
+    repo.commit("feat: first")
+    assert create(repo, version="5.0.0", commit=True, date="2026-11-01")["tag"] == "v5.0.0"
+    repo.commit("feat(api): weights")
+    assert create(repo, commit=True, date="2026-11-30")["tag"] == "v5.1.0"
+    repo.commit("fix: race")
+    args = {"path": repo.path, "failed_versions": ["5.1.0"], "commit": True, "date": "2026-12-01"}
+    out = ansible(env, args)
+    # the commits since 5.0.0 decide (a feat: minor); 5.1.0 is taken, so the minor bump starts from it
+    assert (out["version"], out["previous_version"], out["previous_tag"], out["bump"]) == ("5.2.0", "5.0.0", "v5.0.0",
+                                                                                           "minor")
+    assert out["skipped_versions"] == ["5.1.0"] and out["commits"]["since"] == "v5.0.0"
+    assert "- **api:** weights" in out["changelog"] and "- race" in out["changelog"]
+    text = open(os.path.join(repo.path, "CHANGELOG.md")).read()
+    assert "\n## [5.1.0] - 2026-11-30 (FAILED: never reached production)\n" in text
+    assert "\n## [5.0.0] - 2026-11-01\n" in text and text.index("## [5.2.0] - 2026-12-01") < text.index("## [5.1.0]")
+    assert repo.tags() == ["v5.0.0", "v5.1.0", "v5.2.0"] and repo.status() == ""
+    assert "weights" in repo.git("tag", "-l", "--format=%(contents)", "v5.2.0")
+    # rerun: HEAD is released, nothing changes; a bad entry fails naming it
+    again = ansible(env, args)
+    assert again["changed"] is False and again["released"] is False and again["version"] == "5.2.0"
+    bad = ansible(env, dict(args, failed_versions=["5.1"]), expect_rc=2)
+    assert bad["msg"].startswith("failed_versions entry '5.1' is not a semantic version")

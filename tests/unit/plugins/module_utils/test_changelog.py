@@ -60,3 +60,13 @@ def test_reverts_section():
                parse_message("revert: fix: race", "c" * 40), parse_message("fix: other", "d" * 40)]
     groups = _changelog.group(commits)
     assert groups == [("Bug fixes", ["other"]), ("Reverts", ["feat(api): weights", "fix: race"])]
+
+
+def test_mark_failed_marks_exactly_the_listed_headings_once():
+    text = ("# Changelog\n\n## [Unreleased]\n\n## [5.2.0] - 2026-12-01\n\n- b\n\n## [5.1.0] - 2026-11-30\n\n- a\n\n"
+            "## [5.1.0-rc.1] - 2026-11-29\n\n## [15.1.0] - 2020-01-01\n\n## [5.0.0] - 2026-11-01\n\n- first\n")
+    marked = _changelog.mark_failed(text, ["5.1.0"])
+    assert marked == text.replace("## [5.1.0] - 2026-11-30\n", "## [5.1.0] - 2026-11-30 %s\n" % _changelog.FAILED_MARK)
+    assert _changelog.mark_failed(marked, ["5.1.0"]) == marked
+    assert _changelog.mark_failed(text, []) == text and _changelog.mark_failed(None, ["5.1.0"]) is None
+    assert _changelog.mark_failed(text, ["9.9.9"]) == text

@@ -253,6 +253,10 @@ def test_revert_and_reverted_in_one_window_cancel_out():
     ({"date": "2026-01-02\n"}, r"^date '2026-01-02\\n' is invalid"),
     ({"date": "2026-1-2"}, r"^date '2026-1-2' is invalid"),
     ({"push": "sometimes"}, r"^push 'sometimes' is invalid: use one of auto, always, never"),
+    ({"failed_versions": ["5.1"]}, r"^failed_versions entry '5\.1' is not a semantic version: use "),
+    ({"failed_versions": ["5.1.0\n"]}, r"^failed_versions entry '5\.1\.0\\n' is not a semantic version"),
+    ({"failed_versions": "5.1.0"}, r"^failed_versions '5\.1\.0' is invalid: use a list of versions"),
+    ({"version": "5.1.0", "failed_versions": ["5.1.0"]}, r"^version 5\.1\.0 is listed in failed_versions"),
 ])
 def test_create_bad_input_fails_before_git(tmp_path, kwargs, match):
     git = FakeGit([("v1.0.0", "a" * 40)], _log("fix: x"))
@@ -379,3 +383,89 @@ def test_push_failure_is_reported_and_keeps_the_local_release(tmp_path):
                                            r"failed in .*: refs/heads/main \(\[rejected\] \(fetch first\)\); .*rerun"):
         _release.create(git, str(tmp_path), date="2026-01-02", push="auto")
     assert len(git.git_calls("tag")) == 1  # the tag stays: the rerun only pushes
+
+
+# failed releases (tags that never reached production): skipped as previous version, never reused
+FAILED_SHA = "%040x" % 7
+
+
+def _failed_history(*new):
+    """v5.0.0 (good) on a*40, v5.1.0 on FAILED_SHA with a feat, then ``new`` commits (newest first) up to HEAD."""
+    commits = [(HEAD if i == 0 else "%040x" % (100 + i), m) for i, m in enumerate(new)]
+    return [("v5.0.0", "a" * 40), ("v5.1.0", FAILED_SHA)], commits + [(FAILED_SHA, "feat(api): weights")]
+
+
+def test_failed_version_is_skipped_as_previous_and_its_commits_are_in_the_notes():
+    tags, commits = _failed_history("fix: race")
+    git = FakeGit(tags, commits, boundary=["a" * 40])
+    result = plan(git, failed_versions=["5.1.0"])
+    # the walk stops only at the good release's commit, so the failed release's commits are in the window
+    assert git.calls[1][1] == "^%s\n" % ("a" * 40)
+    assert (result["version"], result["previous_version"], result["previous_tag"]) == ("5.2.0", "5.0.0", "v5.0.0")
+    assert result["skipped_versions"] == ["5.1.0"] and result["bump"] == "minor"
+    assert result["commits"]["since"] == "v5.0.0" and result["commits"]["count"] == 2
+    assert "- **api:** weights" in result["changelog"] and "- race" in result["changelog"]
+    assert "v5.1.0 failed (never reached production) and versions are never reused" in result["bump_reason"]
+
+
+def test_without_failed_versions_the_failed_tag_stays_the_previous_version():
+    tags, commits = _failed_history("fix: race")
+    git = FakeGit(tags, commits[:1], boundary=[FAILED_SHA])
+    result = plan(git)
+    assert (result["version"], result["previous_version"], result["skipped_versions"]) == ("5.1.1", "5.1.0", [])
+    assert "weights" not in result["changelog"]
+
+
+def test_failed_patch_release_then_fix_gives_the_next_patch_and_a_feat_is_not_bumped_again():
+    git = FakeGit([("v5.0.0", "a" * 40), ("v5.0.1", FAILED_SHA)], [(HEAD, "fix: b"), (FAILED_SHA, "fix: a")],
+                  boundary=["a" * 40])
+    assert plan(git, failed_versions=["5.0.1"])["version"] == "5.0.2"
+    git = FakeGit([("v5.0.0", "a" * 40), ("v5.0.1", FAILED_SHA)], [(HEAD, "feat: b"), (FAILED_SHA, "fix: a")],
+                  boundary=["a" * 40])
+    result = plan(git, failed_versions=["5.0.1"])
+    assert (result["version"], result["skipped_versions"]) == ("5.1.0", ["5.0.1"])
+    assert "never reused" not in result["bump_reason"]
+
+
+def test_failed_prerelease_gives_its_final_version():
+    git = FakeGit([("v5.0.0", "a" * 40), ("v5.1.0-rc.1", FAILED_SHA)], [(HEAD, "fix: b"), (FAILED_SHA, "feat: a")],
+                  boundary=["a" * 40])
+    assert plan(git, failed_versions=["5.1.0-rc.1"])["version"] == "5.1.0"
+    git = FakeGit([("v5.0.0", "a" * 40), ("v5.1.0-rc.1", FAILED_SHA)], [(HEAD, "fix: b"), (FAILED_SHA, "feat: a")],
+                  boundary=["a" * 40])
+    assert plan(git, failed_versions=["5.1.0-rc.1"], prerelease="rc")["version"] == "5.1.0-rc.2"
+
+
+def test_explicit_version_must_exceed_the_failed_tag_and_head_on_a_failed_tag_is_not_released():
+    tags, commits = _failed_history("fix: race")
+    with pytest.raises(ReleaseError, match=r"^version 5\.0\.5 is not greater than the last release 5\.1\.0 "):
+        plan(FakeGit(tags, commits, boundary=["a" * 40]), version="5.0.5", failed_versions=["5.1.0"])
+    result = plan(FakeGit(tags, commits, boundary=["a" * 40]), version="5.1.1", failed_versions=["5.1.0"])
+    assert (result["released"], result["version"], result["previous_version"], result["bump"]) == (
+        True, "5.1.1", "5.0.0", "minor")
+    # HEAD is the failed release's commit itself: it is not "already released", the next version is made on it
+    git = FakeGit([("v5.0.0", "a" * 40), ("v5.1.0", HEAD)], [(HEAD, "feat: a")], boundary=["a" * 40])
+    result = plan(git, failed_versions=["5.1.0"])
+    assert (result["released"], result["version"], result["previous_version"]) == (True, "5.2.0", "5.0.0")
+
+
+def test_failed_version_without_a_tag_changes_nothing():
+    git = FakeGit([("v5.0.0", "a" * 40)], _log("fix: x"))
+    result = plan(git, failed_versions=["4.9.0", "7.0.0"])
+    assert (result["version"], result["previous_version"], result["skipped_versions"]) == ("5.0.1", "5.0.0", [])
+
+
+def test_create_marks_the_failed_heading_in_the_changelog_once(tmp_path):
+    (tmp_path / "CHANGELOG.md").write_text("# Changelog\n\n## [5.1.0] - 2026-11-30\n\n- weights\n\n"
+                                           "## [5.0.0] - 2026-11-01\n\n- first\n")
+    tags, commits = _failed_history("fix: race")
+    result, diff = _release.create(FakeGit(tags, commits, boundary=["a" * 40]), str(tmp_path), date="2026-12-01",
+                                   failed_versions=["5.1.0"])
+    text = (tmp_path / "CHANGELOG.md").read_text()
+    assert result["version"] == "5.2.0" and result["steps"]["changelog"] == "updated"
+    assert "\n## [5.1.0] - 2026-11-30 (FAILED: never reached production)\n" in text
+    assert "## [5.0.0] - 2026-11-01\n" in text and text.index("## [5.2.0]") < text.index("## [5.1.0]")
+    assert diff["after"] == text
+    again = _release.apply(FakeGit(tags, commits, boundary=["a" * 40]), str(tmp_path), dict(result, released=True),
+                           tag=False, failed_versions=["5.1.0"])[0]
+    assert again["steps"]["changelog"] == "unchanged" and (tmp_path / "CHANGELOG.md").read_text() == text

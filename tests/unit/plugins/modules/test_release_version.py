@@ -130,3 +130,21 @@ def test_dirty_tree_option(tmp_path, capsys):
     fake = FakeRunCommand([("v5.0.1", "a" * 40)], [(HEAD, "fix: x")], untracked=["stray.txt"])
     rc, out = run_module({"path": str(tmp_path), "allow_dirty": True, "push": "never"}, fake, capsys=capsys)
     assert rc == 0 and out["version"] == "5.0.2" and "push" not in out["steps"]
+
+
+def test_failed_versions_option(tmp_path, capsys):
+    (tmp_path / "CHANGELOG.md").write_text("# Changelog\n\n## [5.1.0] - 2026-11-30\n\n- weights\n")
+    fake = FakeRunCommand([("v5.0.0", "a" * 40), ("v5.1.0", "b" * 40)], [(HEAD, "fix: race"), ("b" * 40, "feat: w")])
+    # the fake's walk boundary is the last tag listed: the good v5.0.0 must be last for the window to reach past v5.1.0
+    fake.tags = [("v5.1.0", "b" * 40), ("v5.0.0", "a" * 40)]
+    rc, out = run_module({"path": str(tmp_path), "failed_versions": ["5.1.0"], "push": "never"}, fake, capsys=capsys)
+    assert rc == 0 and out["changed"] is True, out
+    assert (out["version"], out["previous_version"], out["skipped_versions"]) == ("5.2.0", "5.0.0", ["5.1.0"])
+    assert "## [5.1.0] - 2026-11-30 (FAILED: never reached production)" in (tmp_path / "CHANGELOG.md").read_text()
+
+
+def test_bad_failed_version_fails_before_git(tmp_path, capsys):
+    fake = FakeRunCommand([("v5.0.1", "a" * 40)], [(HEAD, "feat: x")])
+    rc, out = run_module({"path": str(tmp_path), "failed_versions": ["5.0.1", "v5.1.0"]}, fake, capsys=capsys)
+    assert rc == 1 and out["msg"].startswith("failed_versions entry 'v5.1.0' is not a semantic version"), out["msg"]
+    assert fake.calls == [] and os.listdir(str(tmp_path)) == []
