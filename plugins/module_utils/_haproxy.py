@@ -178,3 +178,147 @@ class HAProxyClient:
 
     def set_map(self, map_path: str, key: str, value: str) -> None:
         self._checked("set map %s %s %s" % (map_path, key, value))
+
+
+# ---------------------------------------------------------------------------- measured traffic
+
+def _num(row: t.Dict[str, str], key: str) -> int:
+    try:
+        return int(row.get(key) or 0)
+    except ValueError:
+        return 0
+
+
+class TrafficMeter:
+    """Measures what clients saw during an operation from HAProxy's own counters (``show stat``).
+
+    ``start()`` reads the counters and starts a sampler thread; every sample records whether each live backend had at
+    least one server UP with a weight above 0. ``stop()`` takes a last sample and returns the ``measured`` dict:
+    requests and 5xx answers of the frontends (delta of ``req_tot`` / ``hrsp_5xx``), backend connection/response errors,
+    retries and redispatches, and ``downtime_seconds`` = time during which a live backend had no ready server
+    (sample-and-hold between samples, so the resolution is ``interval``). When HAProxy cannot be read the result is
+    ``{source: null, reason: ...}``: a number is never invented.
+    """
+
+    def __init__(self, client: HAProxyClient, live_backends: t.Callable[[], t.List[str]],
+                 frontends: t.Optional[t.List[str]] = None, interval: float = 0.25,
+                 clock: t.Optional[t.Callable[[], float]] = None, thread: bool = True) -> None:
+        import time as _time
+        self.client = client
+        self.live_backends = live_backends
+        self.frontends = list(frontends or [])
+        self.interval = interval
+        self.clock = clock or _time.monotonic
+        self.use_thread = thread
+        self.first = None  # type: t.Optional[t.Dict[str, t.Any]]
+        self.last = None  # type: t.Optional[t.Dict[str, t.Any]]
+        self.samples = 0
+        self.downtime = 0.0
+        self.error = None  # type: t.Optional[str]
+        self._prev_at = None  # type: t.Optional[float]
+        self._prev_down = False
+        self._stopped = None  # type: t.Any
+        self._thread = None  # type: t.Any
+        self._lock = None  # type: t.Any
+        self.result = None  # type: t.Optional[t.Dict[str, t.Any]]
+
+    def _read(self) -> t.Dict[str, t.Any]:
+        rows = self.client.show_stat()
+        try:
+            backends = list(self.live_backends())
+        except PlatformError:
+            backends = []
+        counters = {"requests": 0, "failed_requests": 0, "backend_5xx": 0, "server_5xx": 0, "econ": 0, "eresp": 0,
+                    "retries": 0, "redispatches": 0}
+        frontends = []
+        ready = dict((b, 0) for b in backends)
+        for row in rows:
+            px, sv = row.get("pxname", ""), row.get("svname", "")
+            if sv == "FRONTEND" and (px in self.frontends if self.frontends else row.get("mode", "http") == "http"):
+                if not self.frontends and px.startswith("stats"):
+                    continue  # the stats page is not the service
+                frontends.append(px)
+                counters["requests"] += _num(row, "req_tot")
+                counters["failed_requests"] += _num(row, "hrsp_5xx")
+            elif px in ready and sv == "BACKEND":
+                counters["backend_5xx"] += _num(row, "hrsp_5xx")
+                counters["econ"] += _num(row, "econ")
+                counters["eresp"] += _num(row, "eresp")
+                counters["retries"] += _num(row, "wretr")
+                counters["redispatches"] += _num(row, "wredis")
+            elif px in ready:
+                # per server: 5xx answers HAProxy may have retried elsewhere (the client then saw no error)
+                counters["server_5xx"] += _num(row, "hrsp_5xx")
+                if _state_of(row.get("status", "")) == "ready" and _num(row, "weight") > 0:
+                    ready[px] += 1
+        if self.frontends:
+            missing = sorted(set(self.frontends) - set(frontends))
+            if missing:
+                raise HAProxyError("HAProxy frontend(s) %s not found" % ", ".join(missing))
+        return {"at": self.clock(), "counters": counters, "frontends": sorted(set(frontends)), "ready": ready,
+                "down": [b for b, n in ready.items() if n == 0]}
+
+    def sample(self) -> None:
+        """One sample; errors are kept (the result then says why it is not measured)."""
+        try:
+            snap = self._read()
+        except PlatformError as exc:
+            self.error = str(exc)
+            return
+        if self._prev_at is not None and self._prev_down:
+            self.downtime += max(0.0, snap["at"] - self._prev_at)
+        self._prev_at = snap["at"]
+        self._prev_down = bool(snap["down"])
+        if self.first is None:
+            self.first = snap
+        self.last = snap
+        self.samples += 1
+
+    def start(self) -> "TrafficMeter":
+        import threading
+        self.sample()
+        if self.first is None or not self.use_thread:
+            return self
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+
+        def loop() -> None:
+            while not self._stopped.wait(self.interval):
+                with self._lock:
+                    self.sample()
+
+        self._thread = threading.Thread(target=loop, name="haproxy-traffic-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> t.Dict[str, t.Any]:
+        if self.result is not None:
+            return self.result
+        if self._thread is not None:
+            self._stopped.set()
+            self._thread.join(self.interval * 4 + self.client.timeout)
+        if self.first is not None:
+            self.sample()
+        self.result = self.measured()
+        return self.result
+
+    def measured(self) -> t.Dict[str, t.Any]:
+        source = "haproxy:%s" % self.client.socket_path
+        if self.first is None or self.last is None:
+            return {"source": None, "reason": "HAProxy counters could not be read: %s" % (self.error or "no sample")}
+        if self.error and self.last is self.first:
+            return {"source": None, "reason": "HAProxy counters could not be read during the operation: %s"
+                    % self.error}
+        delta = dict((k, self.last["counters"][k] - self.first["counters"][k]) for k in self.first["counters"])
+        if any(v < 0 for v in delta.values()):
+            # a reload/restart of HAProxy resets its counters: the difference means nothing
+            return {"source": None, "reason": "HAProxy counters went backwards during the operation (HAProxy was "
+                    "reloaded or restarted)"}
+        result = {"source": source, "frontends": self.last["frontends"],
+                  "window_seconds": round(self.last["at"] - self.first["at"], 3),
+                  "downtime_seconds": round(self.downtime, 3), "samples": self.samples,
+                  "sample_interval": self.interval}
+        result.update(delta)
+        if self.error:
+            result["warning"] = "some samples failed: %s" % self.error
+        return result

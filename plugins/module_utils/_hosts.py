@@ -35,6 +35,7 @@ from ansible_collections.meshos.release.plugins.module_utils.platform import (
     ChecksumError,
     CommandError,
     ConfigError,
+    InstallError,
     NotFoundError,
     Platform,
     PlatformError,
@@ -44,7 +45,6 @@ from ansible_collections.meshos.release.plugins.module_utils.platform import (
 )
 
 MANIFEST = ".meshos-manifest.json"
-VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TARGET_KEYS = ("name", "server", "backend", "color", "release_root", "restart_command", "ready_url", "status_url",
                "weight", "port", "host")
@@ -59,9 +59,40 @@ def sort_versions(versions: t.Iterable[str]) -> t.List[str]:
     return sorted(versions, key=_version_key)
 
 
-def check_version(version: t.Any) -> str:
-    if not isinstance(version, str) or not VERSION_RE.match(version) or version in (".", ".."):
-        raise ConfigError("invalid version %r: expected something like 5.1.0 (letters, digits, . _ + -)" % (version,))
+# The one version rule (issue 9 item 7): _semver.validate_version once it exists there. This try/except is the
+# single switch point; the fallback below applies the same rule (full-string semver, bounded, no control characters).
+try:
+    from ansible_collections.meshos.release.plugins.module_utils._semver import validate_version as _validate_version
+except ImportError:  # pragma: no cover - depends on the other module's progress
+    _validate_version = None
+
+MAX_VERSION_LEN = 128  # the same bound as _semver.validate_version; well below NAME_MAX for the directory
+_SEMVER_FULL = re.compile(
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
+    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?")
+
+
+def _shown(value: t.Any) -> str:
+    """repr() of a bad value, shortened so the error stays one readable line."""
+    text = repr(value)
+    if len(text) > 60:
+        text = "%s... (%d characters)" % (text[:40], len(value) if isinstance(value, str) else len(text))
+    return text
+
+
+def check_version(version: t.Any, what: str = "version") -> str:
+    """Validate a release version (also a directory name): ConfigError naming the value otherwise."""
+    if _validate_version is not None:
+        try:
+            _validate_version(version, what=what)
+        except ValueError as exc:  # SemverError is a ValueError
+            raise ConfigError(str(exc))
+        return version
+    if not isinstance(version, str) or len(version) > MAX_VERSION_LEN or not _SEMVER_FULL.fullmatch(version):
+        raise ConfigError("invalid %s %s: expected a semantic version MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] such as "
+                          "5.1.0, at most %d characters, no spaces or control characters"
+                          % (what, _shown(version), MAX_VERSION_LEN))
     return version
 
 
@@ -230,6 +261,9 @@ class HostsPlatform(Platform):
 
     def prune(self, target: Target, keep: int, protect: t.Iterable[str] = (), check_mode: bool = False) -> t.List[str]:
         return prune_releases(self._root(target), keep, protect, check_mode)
+
+    def remove(self, target: Target, version: str) -> bool:
+        return remove_release(self._root(target), version)
 
     # ------------------------------------------------------------------ activate
     def switch_current(self, target: Target, version: str) -> bool:
@@ -401,10 +435,15 @@ def switch_current(release_root: str, version: str) -> bool:
     if os.path.exists(current) and not os.path.islink(current):
         raise ConfigError("%s exists and is not a symlink: refusing to replace it" % current)
     tmp = os.path.join(release_root, ".current-%d" % os.getpid())
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, current)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, current)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise InstallError("cannot switch %s to %s: %s" % (current, target, exc.strerror or exc))
     return True
 
 
@@ -494,24 +533,28 @@ def install_release(release_root: str, version: str, artifact: t.Optional[str] =
                      if not v.startswith(".")] if os.path.isdir(os.path.join(release_root, "releases")) else []
         raise VersionNotInstalledError(not_installed_msg(release_root, version, sort_versions(available)))
     releases = os.path.dirname(release_dir)
-    os.makedirs(releases, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".%s-" % version, dir=releases)
+    staging = None
     try:
+        os.makedirs(releases, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".%s-" % version, dir=releases)
         try:
             with tarfile.open(artifact, "r:gz") as tar:
-                for member in _safe_members(tar, artifact):
+                members = _safe_members(tar, artifact)
+                for member in members:
                     dest = os.path.join(staging, os.path.normpath(member.name))
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     src = tar.extractfile(member)
                     with open(dest, "wb") as handle:
                         shutil.copyfileobj(src, handle)
                     os.chmod(dest, 0o755 if member.mode & 0o111 else 0o644)
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, EOFError) as exc:
             raise ChecksumError("cannot unpack artifact %s: %s" % (artifact, exc))
         manifest = {"version": version, "artifact": os.path.basename(artifact), "artifact_sha256": artifact_sum,
                     "files": _dir_files(staging), "installed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with open(os.path.join(staging, MANIFEST), "w") as handle:
             json.dump(manifest, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(staging, 0o755)
         if os.path.isdir(release_dir):
             old = release_dir + ".old-%d" % os.getpid()
@@ -520,9 +563,29 @@ def install_release(release_root: str, version: str, artifact: t.Optional[str] =
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(staging, release_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        staging = None
+    except OSError as exc:
+        # disk full, read-only or unwritable release directory: one line, nothing half-written left behind
+        raise InstallError("cannot install %s into %s: %s" % (version, release_dir, exc.strerror or exc))
+    finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def remove_release(release_root: str, version: str) -> bool:
+    """Delete releases/VERSION unless ``current`` points at it (a failed release excluded after a rollback)."""
+    check_version(version)
+    link = os.path.join(release_root, "current")
+    if os.path.islink(link) and os.path.basename(os.path.normpath(os.readlink(link))) == version:
+        return False
+    path = os.path.join(release_root, "releases", version)
+    if not os.path.isdir(path):
+        return False
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise InstallError("cannot remove failed release %s: %s" % (path, exc.strerror or exc))
     return True
 
 
@@ -551,5 +614,8 @@ def prune_releases(release_root: str, keep: int, protect: t.Iterable[str] = (), 
     removed = [v for v in versions if v not in newest and v not in keep_set]
     if not check_mode:
         for version in removed:
-            shutil.rmtree(os.path.join(releases, version))
+            try:
+                shutil.rmtree(os.path.join(releases, version))
+            except OSError as exc:
+                raise InstallError("cannot prune %s: %s" % (os.path.join(releases, version), exc.strerror or exc))
     return removed

@@ -48,6 +48,10 @@ class CommandError(PlatformError):
     """A configured command (restart) failed."""
 
 
+class InstallError(PlatformError):
+    """Writing a release to disk failed (disk full, read-only or unwritable directory)."""
+
+
 class Target:
     """One unit of the fleet that receives traffic: a host instance or a pod group."""
 

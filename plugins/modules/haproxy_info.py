@@ -38,6 +38,12 @@ options:
     description: Seconds to wait for HAProxy to answer.
     type: float
     default: 5.0
+  counters:
+    description:
+      - Also return RV(proxies), the traffic counters of every frontend and backend, so a caller can read them before
+        and after a change and work out what clients saw (role C(meshos.release.deploy), C(tasks_from=measure)).
+    type: bool
+    default: false
 seealso:
   - module: meshos.release.rollback
 """
@@ -90,6 +96,41 @@ servers:
   sample:
     - {backend: be_app, server: app1, state: down, status: DOWN, weight: 100, sessions: 0, check_status: L7STS,
        check_code: "503", last_change_seconds: 12, address: "127.0.0.1:18081"}
+proxies:
+  description:
+    - With O(counters=true), one entry per frontend and backend (all of them, not only O(backends)), with HAProxy's
+      cumulative counters. C(downtime) is HAProxy's own count of seconds the backend had no server up.
+  returned: when counters is true
+  type: list
+  elements: dict
+  contains:
+    proxy:
+      description: Frontend or backend name.
+      type: str
+    type:
+      description: C(frontend) or C(backend).
+      type: str
+    req_tot:
+      description: HTTP requests received (frontend) or sent to servers (backend).
+      type: int
+    hrsp_5xx:
+      description: Responses with a 5xx status.
+      type: int
+    econ:
+      description: Connection errors to servers (backend).
+      type: int
+    eresp:
+      description: Response errors (backend).
+      type: int
+    downtime:
+      description: Seconds the backend had no server up (backend).
+      type: int
+    status:
+      description: Raw HAProxy status of the proxy.
+      type: str
+  sample:
+    - {proxy: fe_main, type: frontend, req_tot: 5230, hrsp_5xx: 0, econ: 0, eresp: 0, downtime: 0, status: OPEN}
+    - {proxy: be_app, type: backend, req_tot: 5230, hrsp_5xx: 0, econ: 0, eresp: 0, downtime: 0, status: UP}
 backends:
   description: Per selected backend, its status and how many servers are up / total.
   returned: always
@@ -146,12 +187,27 @@ def summarize(rows, backends):
     return servers, summary
 
 
+def proxy_counters(rows):
+    """The cumulative counters of every frontend and backend (missing or empty counters read as 0)."""
+    proxies = []
+    for row in rows:
+        kind = row.get("svname")
+        if kind not in ("FRONTEND", "BACKEND"):
+            continue
+        entry = {"proxy": row.get("pxname"), "type": kind.lower(), "status": row.get("status", "")}
+        for counter in ("req_tot", "hrsp_5xx", "econ", "eresp", "downtime"):
+            entry[counter] = _int(row.get(counter)) or 0
+        proxies.append(entry)
+    return proxies
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             haproxy_socket=dict(type="path", required=True),
             backends=dict(type="list", elements="str", default=[]),
             timeout=dict(type="float", default=5.0),
+            counters=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -163,7 +219,10 @@ def main():
         servers, backends = summarize(rows, p["backends"])
     except PlatformError as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc())
-    module.exit_json(changed=False, servers=servers, backends=backends)
+    result = dict(changed=False, servers=servers, backends=backends)
+    if p["counters"]:
+        result["proxies"] = proxy_counters(rows)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

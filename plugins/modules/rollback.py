@@ -17,7 +17,11 @@ description:
     enable); a canary in progress is aborted (canary weight 0 at once, then the canary hosts are restored).
   - Refuses a version that is not installed, listing what is available, before touching anything.
   - O(mode=verify_backup) proves the rollback target is intact on every target (directory present, files match the
-    manifest written at install) and that no more than O(retention) releases are kept. It fails when it is not.
+    manifest written at install). It fails only on integrity; more than O(retention) releases kept is a warning (a
+    deploy that failed half-way legitimately leaves one more, and must not block its own rollback).
+  - A canary in progress is always aborted by O(mode=rollback), whatever O(strategy) says, and every server gets the
+    weight recorded at the start of the canary. After rolling back a failed or stopped deploy, the release that deploy
+    installed is removed from the hosts where it is not current, so retention stays steady.
   - O(mode=status) reports versions per target, HAProxy state and weight, the active color, the canary share and the
     last operation. It changes nothing.
 extends_documentation_fragment:
@@ -44,7 +48,8 @@ options:
     type: str
     choices: [rolling, blue-green, canary]
   retention:
-    description: O(mode=verify_backup) only; the maximum number of releases a host should keep (at least 2).
+    description: O(mode=verify_backup) only; the number of releases a host should keep (at least 2); more is reported in
+      RV(retention_warnings), never a failure.
     type: int
     default: 5
   environment:
@@ -137,9 +142,21 @@ options:
     type: str
     default: "1"
   default_weight:
-    description: HAProxy weight restored on every server after a canary.
+    description: HAProxy weight restored after a canary on servers whose weight was not recorded at its start.
     type: int
     default: 100
+  haproxy_frontends:
+    description:
+      - HAProxy frontends whose C(req_tot) and C(hrsp_5xx) counters measure the requests and failed requests in
+        RV(traffic). Default is every HTTP frontend except those whose name starts with C(stats).
+    type: list
+    elements: str
+  measure_interval:
+    description:
+      - Seconds between two C(show stat) samples while the operation runs. A live backend with no ready server
+        between two samples counts as downtime for that interval (the resolution of the downtime in RV(traffic)).
+    type: float
+    default: 0.25
 seealso:
   - module: meshos.release.rollout_strategy
 """
@@ -218,6 +235,49 @@ state_file:
   description: The environment's state file.
   returned: always
   type: str
+retention_warnings:
+  description: O(mode=verify_backup); non-fatal findings such as more releases kept than O(retention) (also shown as warnings).
+  returned: when mode is verify_backup
+  type: list
+  elements: str
+healthy:
+  description:
+    - O(mode=status); true only when every server in traffic is ready, runs the same version, has its recorded normal
+      weight (no canary weights left) and no operation is in progress or failed.
+  returned: when mode is status
+  type: bool
+problems:
+  description: O(mode=status); why RV(healthy) is false, one line each.
+  returned: when mode is status
+  type: list
+  elements: str
+normal_weights:
+  description: O(mode=status); the weight of each server recorded before the last canary changed it.
+  returned: when mode is status
+  type: dict
+removed_failed_release:
+  description: O(mode=rollback); the release of the failed deploy removed per target (where it is not current).
+  returned: when a failed or stopped deploy was rolled back
+  type: dict
+traffic:
+  description:
+    - What clients saw during the operation, measured from HAProxy's own counters (C(show stat)) sampled every
+      O(measure_interval) seconds. C(measured.source) is C(haproxy:<socket>); C(requests) and C(failed_requests) are
+      the increase of C(req_tot) and C(hrsp_5xx) on the frontends; C(downtime_seconds) is the time a live backend had
+      no ready server; C(window_seconds) the measured span; C(econ), C(eresp), C(backend_5xx), C(server_5xx), C(retries),
+      C(redispatches) the live backends' counters.
+    - "When nothing could be measured, C(measured) is C({source: null, reason: <why>}); never a made-up 0."
+  returned: when a fleet-changing operation ran (also in the failure result)
+  type: dict
+  sample: {measured: {source: "haproxy:/run/haproxy/admin.sock", requests: 5230, failed_requests: 0,
+           downtime_seconds: 0.0, window_seconds: 14.2, samples: 57}}
+restored:
+  description:
+    - On failure only (in the failure result); per target changed by the operation, whether it was switched back
+      and restarted on the version it ran before (C(restored)), or taken out of traffic (C(out_of_traffic)), with the error.
+  returned: on failure
+  type: list
+  elements: dict
 """
 
 import traceback
@@ -225,8 +285,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils._rollout import (
+    RolloutFailed,
     build_runner,
     common_argument_spec,
+    measured_run,
     status,
 )
 from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
@@ -252,10 +314,15 @@ def main():
                 bad = [name for name, rep in result["targets"].items() if not rep["ok"]]
                 first = result["targets"][bad[0]]["problems"][0]
                 module.fail_json(msg="rollback target not intact on %s: %s" % (", ".join(bad), first), **result)
+            for note in result["retention_warnings"]:
+                module.warn(note)
         elif p["mode"] == "status":
             result = status(runner.p, runner.store)
         else:
-            result = runner.rollback(p["strategy"], p["version"], p["batch_size"], p["default_weight"])
+            result = measured_run(runner, p, lambda: runner.rollback(p["strategy"], p["version"], p["batch_size"],
+                                                                     p["default_weight"]))
+    except RolloutFailed as exc:
+        module.fail_json(msg=str(exc), **exc.result)
     except PlatformError as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc())
     module.exit_json(**result)

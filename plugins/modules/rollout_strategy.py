@@ -47,8 +47,37 @@ options:
         target that changes (the error lists what is available).
     type: path
   checksum:
-    description: Expected sha256 of O(artifact) (hex, optionally prefixed C(sha256:)).
+    description: Expected sha256 of O(artifact) (hex, optionally prefixed C(sha256:)). Checked before any host changes.
     type: str
+  manifest:
+    description:
+      - Release manifest C(release-<version>.json) (written by M(meshos.release.release_version)). Its C(version) must be
+        O(version) and its C(artifacts) entry named like O(artifact) must carry the artifact's sha256; with
+        O(public_key) its detached signature C(<manifest>.sig) is verified (C(ssh-keygen -Y verify)). A mismatch fails
+        before any host changes, naming the file and both hashes.
+    type: path
+  public_key:
+    description: SSH public key that must have signed O(manifest). Requires O(manifest).
+    type: path
+  require_checksum:
+    description:
+      - Refuse to install an O(artifact) that neither O(checksum) nor O(manifest) verifies. Set it on every
+        production path so an unchecked artifact can never be installed.
+    type: bool
+    default: false
+  require_signature:
+    description: Refuse to install an O(artifact) unless O(manifest) is given and its signature verifies with O(public_key).
+    type: bool
+    default: false
+  phase:
+    description:
+      - Blue-green only. C(full) prepares the idle color and switches. C(prepare) installs, restarts and enables the
+        idle color in its own backend and returns its URLs in RV(idle_targets) without switching, so a full health
+        gate can judge it first; C(switch) then moves traffic (it refuses unless the idle color was prepared with
+        O(version) and is ready).
+    type: str
+    choices: [full, prepare, switch]
+    default: full
   max_batches:
     description: Rolling only; stop after this many batches (C(0) = all). Re-run to continue from the state file.
     type: int
@@ -170,10 +199,28 @@ options:
     type: str
     default: "1"
   default_weight:
-    description: HAProxy weight restored on every server after a canary.
+    description: HAProxy weight restored after a canary on servers whose weight was not recorded at its start.
     type: int
     default: 100
+  haproxy_frontends:
+    description:
+      - HAProxy frontends whose C(req_tot) and C(hrsp_5xx) counters measure the requests and failed requests in
+        RV(traffic). Default is every HTTP frontend except those whose name starts with C(stats).
+    type: list
+    elements: str
+  measure_interval:
+    description:
+      - Seconds between two C(show stat) samples while the operation runs. A live backend with no ready server
+        between two samples counts as downtime for that interval (the resolution of the downtime in RV(traffic)).
+    type: float
+    default: 0.25
 notes:
+  - On a failure at any step (install, restart, readiness, HAProxy) every target the operation changed is switched back
+    to the release it ran before, restarted and re-enabled (weights back to their recorded values) before the task
+    fails; a target that cannot be restored is put into maintenance. The failure result lists it in RV(restored) and
+    the release the failed deploy installed is removed from those hosts so retention stays steady.
+  - The artifact is installed on every target that changes before the first one leaves traffic, so a full disk or an
+    unwritable release directory fails with the fleet untouched.
   - The HAProxy configuration must route with C(use_backend %[str(active),map(<route_map>,be_app)]), have health checks
     (C(option httpchk GET /ready)) and should use C(option redispatch), C(retries) and C(retry-on) so no request fails
     while an instance restarts.
@@ -210,7 +257,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 status:
-  description: C(complete), C(in_progress) (batches or canary steps remain) or C(aborted).
+  description: C(complete), C(in_progress) (batches or canary steps remain), C(prepared) (blue-green O(phase=prepare)),
+    C(aborted), or C(failed) in the failure result.
   returned: always
   type: str
   sample: complete
@@ -260,6 +308,46 @@ pruned:
   description: Releases removed per target by retention.
   returned: success
   type: dict
+traffic:
+  description:
+    - What clients saw during the operation, measured from HAProxy's own counters (C(show stat)) sampled every
+      O(measure_interval) seconds. C(measured.source) is C(haproxy:<socket>); C(requests) and C(failed_requests) are
+      the increase of C(req_tot) and C(hrsp_5xx) on the frontends; C(downtime_seconds) is the time a live backend had
+      no ready server; C(window_seconds) the measured span; C(econ), C(eresp), C(backend_5xx), C(server_5xx), C(retries),
+      C(redispatches) the live backends' counters.
+    - "When nothing could be measured, C(measured) is C({source: null, reason: <why>}); never a made-up 0."
+  returned: when a fleet-changing operation ran (also in the failure result)
+  type: dict
+  sample: {measured: {source: "haproxy:/run/haproxy/admin.sock", requests: 5230, failed_requests: 0,
+           downtime_seconds: 0.0, window_seconds: 14.2, samples: 57}}
+restored:
+  description:
+    - On failure only (in the failure result); per target changed by the operation, whether it was switched back
+      and restarted on the version it ran before (C(restored)), or taken out of traffic (C(out_of_traffic)), with the error.
+  returned: on failure
+  type: list
+  elements: dict
+artifact_check:
+  description: How O(artifact) was verified (C(sha256), C(checksum_verified), C(manifest_verified), C(signature_verified)).
+  returned: when an artifact was given
+  type: dict
+phase:
+  description: Blue-green only; the phase that ran.
+  returned: when strategy is blue-green
+  type: str
+idle_color:
+  description: Blue-green O(phase=prepare); the prepared color (not yet receiving traffic).
+  returned: when phase is prepare
+  type: str
+idle_backend:
+  description: Blue-green O(phase=prepare); the HAProxy backend of the prepared color.
+  returned: when phase is prepare
+  type: str
+idle_targets:
+  description: Blue-green O(phase=prepare); name, server, backend, ready_url and status_url of each prepared target.
+  returned: when phase is prepare
+  type: list
+  elements: dict
 """
 
 import traceback
@@ -267,8 +355,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils._rollout import (
+    RolloutFailed,
     build_runner,
     common_argument_spec,
+    measured_run,
 )
 from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
 
@@ -280,6 +370,11 @@ def main():
         strategy=dict(type="str", choices=["rolling", "blue-green", "canary"], default="rolling"),
         artifact=dict(type="path"),
         checksum=dict(type="str"),
+        manifest=dict(type="path"),
+        public_key=dict(type="path"),
+        require_checksum=dict(type="bool", default=False),
+        require_signature=dict(type="bool", default=False),
+        phase=dict(type="str", choices=["full", "prepare", "switch"], default="full"),
         max_batches=dict(type="int", default=0),
         keep_releases=dict(type="int", default=5),
         keep_previous_color=dict(type="bool", default=True),
@@ -288,7 +383,7 @@ def main():
         steps=dict(type="list", elements="int", default=[10, 25, 50, 100]),
         canary_count=dict(type="int", default=1),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"public_key": "manifest"})
     p = module.params
     try:
         if p["strategy"] != "canary" and not p["version"]:
@@ -297,20 +392,38 @@ def main():
             module.fail_json(msg="invalid max_batches %d: expected 0 (all) or more" % p["max_batches"])
         if p["keep_releases"] < 0 or p["keep_releases"] == 1:
             module.fail_json(msg="invalid keep_releases %d: expected 0 (no pruning) or >= 2" % p["keep_releases"])
+        if p["phase"] != "full" and p["strategy"] != "blue-green":
+            module.fail_json(msg="phase %s is for strategy blue-green, not %s" % (p["phase"], p["strategy"]))
         runner = build_runner(p, module.check_mode, need_color=p["strategy"] == "blue-green",
-                              run_command=module.run_command)
+                              run_command=_runner_command(module))
         if p["strategy"] == "rolling":
-            result = runner.rolling(p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"],
-                                    p["keep_releases"])
+            def run():
+                return runner.rolling(p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"],
+                                      p["keep_releases"])
         elif p["strategy"] == "blue-green":
-            result = runner.blue_green(p["version"], p["artifact"], p["checksum"], p["keep_previous_color"],
-                                       p["keep_releases"])
+            def run():
+                return runner.blue_green(p["version"], p["artifact"], p["checksum"], p["keep_previous_color"],
+                                         p["keep_releases"], p["phase"])
         else:
-            result = runner.canary(p["canary_action"], p["version"], p["artifact"], p["checksum"], p["initial_traffic"],
-                                   p["steps"], p["canary_count"], p["default_weight"], p["batch_size"])
+            def run():
+                return runner.canary(p["canary_action"], p["version"], p["artifact"], p["checksum"],
+                                     p["initial_traffic"], p["steps"], p["canary_count"], p["default_weight"],
+                                     p["batch_size"])
+        result = measured_run(runner, p, run)
+    except RolloutFailed as exc:
+        module.fail_json(msg=str(exc), **exc.result)
     except PlatformError as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc())
     module.exit_json(**result)
+
+
+def _runner_command(module):
+    """restart_command and ssh-keygen runner: binary-safe stdin for signature checks."""
+    def run(argv, data=None):
+        if data is None:
+            return module.run_command(argv)
+        return module.run_command(argv, data=data, binary_data=True)
+    return run
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def _backend(name, servers):
 
 
 class Env:
-    def __init__(self, root, port_base, app=4, blue=2, green=2, versions=("5.0.0", "5.1.0"), initial="5.0.0"):
+    def __init__(self, root, port_base, app=4, blue=2, green=2, versions=("5.0.0", "5.1.0"), initial="5.0.0",
+                 restart_wait=15):
         self.root = root
         self.lab = os.path.join(root, "lab")
         self.state_dir = os.path.join(root, "state")
@@ -68,6 +69,7 @@ class Env:
                 port += 1
         self.versions = versions
         self.initial = initial
+        self.restart_wait = restart_wait
         self.checksums = {}
 
     def labctl(self, *args):
@@ -122,8 +124,8 @@ class Env:
         for backend in backends:
             for name, port in self.groups[backend]:
                 target = {"name": name, "release_root": os.path.join(self.lab, "hosts", name),
-                          "restart_command": "%s %s --root %s instance-restart {name} --wait-ready 15"
-                          % (sys.executable, LABCTL, self.lab),
+                          "restart_command": "%s %s --root %s instance-restart {name} --wait-ready %s"
+                          % (sys.executable, LABCTL, self.lab, self.restart_wait),
                           "ready_url": "http://127.0.0.1:%d/ready" % port,
                           "status_url": "http://127.0.0.1:%d/status" % port}
                 if backend != "be_app":
@@ -179,9 +181,10 @@ def run_playbook(playbook, extra, check=False):
 class Load:
     """Continuous traffic from N threads with keep-alive connections; records (t, ok, latency, version)."""
 
-    def __init__(self, port, threads=8):
+    def __init__(self, port, threads=8, pause=0.0):
         self.port = port
         self.threads = threads
+        self.pause = pause  # seconds between two requests of a thread (keeps the CPU for the code under test)
         self.samples = []
         self.errors = []
         self._stop = threading.Event()
@@ -210,6 +213,8 @@ class Load:
                     conn.close()
                 conn = None
             local.append((start, ok, time.monotonic() - start, version))
+            if self.pause:
+                self._stop.wait(self.pause)
         if conn is not None:
             conn.close()
         with self._lock:
@@ -257,6 +262,12 @@ def set_route(sock_path, map_path, backend):
         handle.write("active %s\n" % backend)
 
 
+def servers(sock_path, backend):
+    """name -> (status, weight) of a backend's servers, from HAProxy itself."""
+    return dict((r["svname"], (r["status"], int(r["weight"]))) for r in _show_stat(sock_path)
+                if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND"))
+
+
 def weights(sock_path, backend):
     return dict((r["svname"], int(r["weight"])) for r in _show_stat(sock_path)
                 if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND"))
@@ -291,3 +302,24 @@ def module_args(env, backends=("be_app",), **more):
             "targets": env.targets(backends)}
     args.update(more)
     return args
+
+
+def call_module(module, args, check=False):
+    """The module's main() in this process (same code path as ``ansible -m``, without the seconds of ansible start-up
+    that a loaded CI machine adds per call); returns (rc, result dict)."""
+    import contextlib
+    import importlib
+    import io
+    from ansible.module_utils.testing import patch_module_args
+    mod = importlib.import_module("ansible_collections.meshos.release.plugins.modules." + module)
+    data = dict(args)
+    if check:
+        data["_ansible_check_mode"] = True
+    out = io.StringIO()
+    rc = 0
+    with patch_module_args(data), contextlib.redirect_stdout(out):
+        try:
+            mod.main()
+        except SystemExit as exc:
+            rc = exc.code or 0
+    return rc, json.loads(out.getvalue())

@@ -1,6 +1,6 @@
 # Copyright: meshos release engineering
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""deploy.yml / rollback.yml / status.yml against a REAL lab (the lab role), ports 23000-23099.
+"""deploy.yml / rollback.yml / status.yml against a REAL lab (the lab role), ports 21600-21699 (hosts backend range).
 
 The test writes a small inventory that mimics inventories/lab: the play runs on localhost (lab_lb), which has NO
 lab_root of its own; the environment groups carry lab_root, lab_haproxy_socket, lab_restart_command and one host per
@@ -26,7 +26,7 @@ import _hosts_env as h  # noqa: E402
 from conftest import (  # noqa: E402
     haproxy_command, http_get, lab_vars, port_is_free, run_labctl, run_playbook, stop_lab, write_env_inventory)
 
-BASE = 23000
+BASE = 21600
 APP = [("app%d" % i, BASE + i) for i in range(1, 5)]
 COLORS = [("blue1", BASE + 21, "blue"), ("green1", BASE + 22, "green")]
 STATS, PROMETHEUS, ALERTMANAGER = BASE + 10, BASE + 30, BASE + 31
@@ -125,14 +125,22 @@ def test_faulty_release_stops_after_the_first_batch_and_rollback_restores(stack)
                                                 artifact=artifact), check=False)
     assert run.rc != 0
     assert "stopped after batch 1 (app1)" in run.output and "error_rate" in run.output, run.output[-3000:]
-    assert stack.versions(APP) == {"app1": "5.2.0", "app2": "5.1.0", "app3": "5.1.0", "app4": "5.1.0"}
-    assert stack.state("itest")["operation"]["status"] == "in_progress"
+    # the failed batch does not stay in traffic: the deploy is rolled back to what ran before it (one version)
+    assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
+    state = stack.state("itest")
+    assert state["last_operation"]["kind"] == "rollback" and state["last_operation"]["status"] == "complete"
+    assert [e["status"] for e in state["history"] if e["kind"] == "deploy" and e["version"] == "5.2.0"] == \
+        ["rolled_back"]
+    assert "5.2.0" in state["failed_versions"]
+    # retention stays steady: the failed release left the hosts
+    for name, _port in APP:
+        assert not os.path.isdir(os.path.join(stack.lab_root, "hosts", name, "releases", "5.2.0"))
     status = stack.playbook("status.yml", {"env": "itest"})
-    assert "'mixed_versions': true" in status.output.replace('"', "'").lower()
-    # no version given: back to what the stopped deploy replaced (5.1.0), not the previous completed deploy's 5.0.0
+    assert "'mixed_versions': false" in status.output.replace('"', "'").lower()
+    # an operator's rollback.yml to the same version afterwards is neither refused (retention) nor harmful
     with h.Load(BASE, threads=4) as load:
         time.sleep(0.5)
-        stack.playbook("rollback.yml", {"env": "itest"})
+        stack.playbook("rollback.yml", {"env": "itest", "version": "5.1.0"})
     assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
     assert stack.state("itest")["last_operation"]["kind"] == "rollback"
     assert load.stats()["requests"] > 100

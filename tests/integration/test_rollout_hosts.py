@@ -16,6 +16,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _hosts_env as h  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils._haproxy import HAProxyClient, TrafficMeter  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils._hosts import sort_versions  # noqa: E402
 
 PORT_BASE = 21000
 
@@ -206,3 +208,219 @@ def test_blue_green_deploy_and_instant_rollback(env):
     # traffic is on the old version for every request after the rollback
     assert all(s[3] == "5.0.0" for s in load.samples if s[0] > t_end)
     assert _versions(env, ["green1", "green2"]) == dict.fromkeys(["green1", "green2"], "5.1.0")
+
+
+# ---------------------------------------------------------------------------- fleet safety (issues 9 and 16)
+# A second, small stack (2 app hosts, one per color) on ports 21100..: faults at steady-state retention, failing
+# restart commands, a full disk, a crashed canary, blue-green prepare/switch. Restarts wait 3 s for readiness so a
+# faulty release fails fast.
+
+SMALL_BASE = 21100
+SMALL_APP = ["app1", "app2"]
+HISTORY = ["5.%d.0" % i for i in range(0, 8)]  # 5.0.0 .. 5.7.0
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    lab = h.Env(str(tmp_path_factory.mktemp("fleet")), SMALL_BASE, app=2, blue=1, green=1, versions=HISTORY,
+                restart_wait=3)
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.stop()
+
+
+def _releases(env, name):
+    path = os.path.join(env.lab, "hosts", name, "releases")
+    return sort_versions(n for n in os.listdir(path) if not n.startswith("."))
+
+
+def _faulty(env, kind, version="5.8.0"):
+    flags = {"health": ["--health-fail"], "crash": ["--crash-on-start"], "errors": ["--error-ratio", "0.5"]}[kind]
+    out = env.labctl("artifact", version, "--out", os.path.join(env.root, "faulty-" + kind), *flags)
+    return out["path"], out["sha256"]
+
+
+def _all_up(env, names, backend="be_app"):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        servers = h.servers(env.sock, backend)
+        if all(servers[n][0].startswith("UP") and servers[n][1] == 100 for n in names):
+            return servers
+        time.sleep(0.1)
+    return h.servers(env.sock, backend)
+
+
+def test_faults_at_steady_state_retention_roll_back(small):
+    """Issue 9: 7 releases deployed and 5 kept; the 8th fails with each fault kind; the rollback always completes."""
+    h.set_route(small.sock, small.map, "be_app")
+    # the history: 5.1.0 .. 5.6.0 installed as earlier deploys left them (5 kept), then a real deploy of 5.7.0
+    for name in SMALL_APP:
+        root = os.path.join(small.lab, "hosts", name)
+        for version in HISTORY[1:7]:
+            h.install_release(root, version, small.artifact(version))
+        h.switch_current(root, "5.6.0")
+        small.labctl("instance-restart", name, "--wait-ready", "10")
+    deploy = h.module_args(small, version="5.7.0", artifact=small.artifact("5.7.0"),
+                           checksum=small.checksums["5.7.0"], require_checksum=True, keep_releases=5)
+    rc, result = h.call_module("rollout_strategy", deploy)
+    assert rc == 0 and result["status"] == "complete", result.get("msg")
+    kept = ["5.3.0", "5.4.0", "5.5.0", "5.6.0", "5.7.0"]
+    assert _releases(small, "app1") == kept
+    matrix = []
+    with h.Load(small.fe_port, threads=2, pause=0.005) as load:
+        time.sleep(0.5)
+        for kind in ("health", "crash", "errors"):
+            artifact, sha = _faulty(small, kind)
+            args = h.module_args(small, version="5.8.0", artifact=artifact, checksum=sha, max_batches=1,
+                                 ready_timeout=5, keep_releases=5)
+            t_fault = time.monotonic()
+            rc, result = h.call_module("rollout_strategy", args)
+            if kind == "errors":
+                # the module cannot see application errors: the batch gate does, and the role rolls back
+                assert rc == 0 and result["status"] == "in_progress", result.get("msg")
+                assert len(_releases(small, "app1")) == 6
+                # what the gate's window sees, measured from HAProxy's counters (retries hide most from clients)
+                meter = TrafficMeter(HAProxyClient(small.sock), lambda: ["be_app"], interval=0.1).start()
+                time.sleep(1.0)
+                errors_seen = meter.stop()
+            else:
+                msg = _one_line_failure(rc, result)
+                assert "restored app1 to 5.7.0" in msg and "fleet now on 5.7.0" in msg, msg
+            measured = result["traffic"]["measured"]
+            assert measured["source"] == "haproxy:%s" % small.sock and measured["requests"] > 0, measured
+            rc, check = h.call_module("rollback", h.module_args(small, mode="verify_backup", retention=5))
+            assert rc == 0 and check["ok"] is True, check.get("msg")  # 6 releases kept is never a refusal
+            runner = h.run_module if kind == "errors" else h.call_module  # one real `ansible -m` round trip
+            rc, back = runner("rollback", h.module_args(small))
+            t_restored = time.monotonic()
+            assert rc == 0 and back["status"] == "complete", back.get("msg")
+            assert back["versions"] == dict.fromkeys(SMALL_APP, "5.7.0")
+            assert back["traffic"]["measured"]["source"] is not None
+            matrix.append((kind, round(t_restored - t_fault, 1), measured["failed_requests"],
+                           measured["backend_5xx"], measured["downtime_seconds"]))
+            for name in SMALL_APP:
+                assert _releases(small, name) == kept, (kind, name)
+            assert set(_all_up(small, SMALL_APP).values()) == {("UP", 100)}
+        time.sleep(0.3)
+    print("fault matrix (kind, fault->restored s, failed requests, backend 5xx, downtime s): %s" % matrix)
+    print("load: %s" % load.stats())
+    # health/crash never reached clients: the host was drained before the bad release started
+    assert [m[2] for m in matrix[:2]] == [0, 0] and [m[4] for m in matrix] == [0.0, 0.0, 0.0]
+    print("errors release, 1 s window: %s" % errors_seen)
+    # the erroring release's 500s are measured by HAProxy: `retry-on` resends them to the healthy host, so clients see
+    # none and HAProxy counts them as retries/redispatches, not as 5xx answers
+    assert errors_seen["retries"] > 0 and errors_seen["failed_requests"] == 0
+    assert all(m[1] < 60 for m in matrix)
+
+
+def test_a_failing_restart_command_restores_current_and_traffic(small):
+    h.set_route(small.sock, small.map, "be_app")
+    _new_release(small)
+    before = _versions(small, SMALL_APP)
+    targets = small.targets()
+    for target in targets:
+        target["restart_command"] = "false"
+    pid_before = small.labctl("status")
+    with h.Load(small.fe_port, threads=2, pause=0.005) as load:
+        time.sleep(0.3)
+        args = dict(h.module_args(small, version="5.9.0", artifact=small.artifact("5.9.0")), targets=targets)
+        rc, result = h.call_module("rollout_strategy", args)
+        time.sleep(0.3)
+    msg = _one_line_failure(rc, result)
+    assert "restart of app1 failed" in msg and "restored app1 to %s" % before["app1"] in msg, msg
+    assert _versions(small, SMALL_APP) == before
+    assert set(_all_up(small, SMALL_APP).values()) == {("UP", 100)}
+    assert "5.9.0" not in _releases(small, "app1") and "5.9.0" not in _releases(small, "app2")
+    assert pid_before == small.labctl("status")  # the old processes never stopped
+    assert load.errors == [] and load.stats()["failures"] == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/bin/mount"), reason="needs root to mount a tmpfs")
+def test_a_full_disk_fails_before_any_host_leaves_traffic(small):
+    import shutil
+    import subprocess
+    _new_release(small)
+    before = _versions(small, SMALL_APP)
+    releases = os.path.join(small.lab, "hosts", "app2", "releases")
+    saved = os.path.join(small.root, "app2-releases")
+    shutil.copytree(releases, saved, symlinks=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", releases], check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        for name in os.listdir(saved):
+            shutil.copytree(os.path.join(saved, name), os.path.join(releases, name), symlinks=True)
+        # fill the small filesystem
+        with open(os.path.join(releases, ".filler"), "wb") as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        with h.Load(small.fe_port, threads=2, pause=0.005) as load:
+            time.sleep(0.3)
+            args = h.module_args(small, version="5.9.0", artifact=small.artifact("5.9.0"))
+            rc, result = h.call_module("rollout_strategy", args)
+            time.sleep(0.3)
+        msg = _one_line_failure(rc, result)
+        assert "No space left on device" in msg and "app2" in msg and "Errno" not in msg, msg
+        assert not [s for s in result["steps"] if s["action"] in ("drain", "activate")]
+        assert _versions(small, SMALL_APP) == before
+        assert "5.9.0" not in _releases(small, "app1")
+        assert load.errors == [] and load.stats()["failures"] == 0
+    finally:
+        subprocess.run(["umount", "-l", releases], check=False)
+
+
+def _new_release(env, version="5.9.0"):
+    return env.labctl("artifact", version, "--out", env.artifacts)["path"]
+
+
+def test_rollback_after_a_crashed_canary_restores_weights(small):
+    h.set_route(small.sock, small.map, "be_app")
+    _new_release(small)
+    before = _versions(small, SMALL_APP)
+    args = h.module_args(small, version="5.9.0", strategy="canary", initial_traffic=20, steps=[50, 100],
+                         artifact=small.artifact("5.9.0"))
+    rc, result = h.call_module("rollout_strategy", args)
+    assert rc == 0 and result["canary_percent"] == 20, result.get("msg")
+    assert h.weights(small.sock, "be_app")["app1"] < 100
+    small.labctl("instance-stop", "app1")  # the canary crashes
+    rc, report = h.call_module("rollback", h.module_args(small, mode="status"))
+    assert rc == 0 and report["healthy"] is False and any("normal weight" in p for p in report["problems"])
+    # rollback.yml's default: the last completed deploy's strategy (rolling); the canary is aborted anyway
+    rc, result = h.call_module("rollback", h.module_args(small, strategy="rolling"))
+    assert rc == 0 and result["status"] == "aborted", result.get("msg")
+    assert h.weights(small.sock, "be_app") == dict.fromkeys(SMALL_APP, 100)
+    assert _versions(small, SMALL_APP) == before
+    _all_up(small, SMALL_APP)
+    rc, report = h.call_module("rollback", h.module_args(small, mode="status"))
+    assert rc == 0 and report["healthy"] is True, report["problems"]
+
+
+def test_blue_green_prepare_gate_then_switch(small):
+    colors = ("be_blue", "be_green")
+    h.set_route(small.sock, small.map, "be_blue")
+    _new_release(small)
+    args = h.module_args(small, colors, version="5.9.0", strategy="blue-green", artifact=small.artifact("5.9.0"),
+                         phase="prepare")
+    rc, result = h.call_module("rollout_strategy", args)
+    assert rc == 0 and result["status"] == "prepared" and result["idle_color"] == "green", result.get("msg")
+    ready_url = result["idle_targets"][0]["ready_url"]
+    assert _versions(small, ["green1"]) == {"green1": "5.9.0"}
+    assert h.weights(small.sock, "be_green")  # still routed to blue
+    with open(small.map) as handle:
+        assert "be_blue" in handle.read()
+    # the gate on the idle color says no: rollback keeps traffic on blue and returns green to what it ran
+    rc, result = h.call_module("rollback", h.module_args(small, colors))
+    assert rc == 0 and result["active_color"] == "blue", result.get("msg")
+    assert _versions(small, ["green1"]) == {"green1": "5.0.0"}
+    rc, result = h.call_module("rollout_strategy", dict(args, phase="switch"))
+    assert rc != 0 and "prepared" in result["msg"]
+    rc, result = h.call_module("rollout_strategy", args)
+    assert rc == 0 and result["status"] == "prepared"
+    assert ready_url.startswith("http://127.0.0.1:")
+    rc, result = h.call_module("rollout_strategy", dict(args, phase="switch"))
+    assert rc == 0 and result["status"] == "complete" and result["active_color"] == "green", result.get("msg")

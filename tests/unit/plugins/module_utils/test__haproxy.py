@@ -104,3 +104,70 @@ def test_permission_denied(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", deny)
     with pytest.raises(HAProxyError, match="permission denied"):
         HAProxyClient(str(tmp_path / "s.sock")).show_stat()
+
+
+# ---------------------------------------------------------------------------- TrafficMeter
+
+from ansible_collections.meshos.release.plugins.module_utils._haproxy import TrafficMeter  # noqa: E402
+
+
+class _StatClient:
+    """show_stat() answers from a list of snapshots (one per call); an Exception item is raised."""
+
+    socket_path = "/run/test.sock"
+    timeout = 1.0
+
+    def __init__(self, snaps):
+        self.snaps = list(snaps)
+
+    def show_stat(self):
+        snap = self.snaps.pop(0) if len(self.snaps) > 1 else self.snaps[0]
+        if isinstance(snap, Exception):
+            raise snap
+        return snap
+
+
+def _snap(req, fe5xx, up, econ=0, be5xx=0):
+    rows = [{"pxname": "fe_main", "svname": "FRONTEND", "req_tot": str(req), "hrsp_5xx": str(fe5xx), "mode": "http"},
+            {"pxname": "stats", "svname": "FRONTEND", "req_tot": "999", "hrsp_5xx": "9", "mode": "http"},
+            {"pxname": "be_app", "svname": "BACKEND", "hrsp_5xx": str(be5xx), "econ": str(econ), "eresp": "0",
+             "wretr": "1", "wredis": "0", "status": "UP"}]
+    for i, state in enumerate(up):
+        rows.append({"pxname": "be_app", "svname": "app%d" % (i + 1), "status": state, "weight": "100"})
+    return rows
+
+
+def test_traffic_meter_counts_requests_failures_and_downtime():
+    clock = iter([0.0, 1.0, 2.0, 3.5, 5.0]).__next__
+    client = _StatClient([_snap(100, 0, ["UP", "UP"]), _snap(150, 2, ["DOWN", "MAINT"]),
+                          _snap(200, 5, ["UP", "DOWN"]), _snap(260, 5, ["DRAIN", "UP"]), _snap(300, 5, ["UP", "UP"])])
+    meter = TrafficMeter(client, lambda: ["be_app"], clock=clock, thread=False).start()
+    for dummy in range(3):
+        meter.sample()
+    measured = meter.stop()
+    assert measured["source"] == "haproxy:/run/test.sock"
+    assert measured["requests"] == 200 and measured["failed_requests"] == 5
+    assert measured["frontends"] == ["fe_main"]  # the stats frontend is not the service
+    # no ready server from t=1.0 (sample 2) until the next sample at t=2.0
+    assert measured["downtime_seconds"] == 1.0 and measured["window_seconds"] == 5.0 and measured["samples"] == 5
+
+
+def test_traffic_meter_says_why_when_it_cannot_measure():
+    client = _StatClient([HAProxyError("HAProxy admin socket /x does not exist")])
+    measured = TrafficMeter(client, lambda: ["be_app"], thread=False).start().stop()
+    assert measured["source"] is None and "does not exist" in measured["reason"]
+    assert "downtime_seconds" not in measured
+    # a reload resets the counters: refuse to report a negative or made-up difference
+    client = _StatClient([_snap(100, 0, ["UP"]), _snap(5, 0, ["UP"])])
+    measured = TrafficMeter(client, lambda: ["be_app"], thread=False).start().stop()
+    assert measured["source"] is None and "backwards" in measured["reason"]
+
+
+def test_traffic_meter_named_frontend_and_thread(tmp_path):
+    client = _StatClient([_snap(10, 0, ["UP"]), _snap(20, 1, ["UP"])])
+    with pytest.raises(HAProxyError, match="fe_other"):
+        TrafficMeter(client, lambda: ["be_app"], frontends=["fe_other"], thread=False)._read()
+    client = _StatClient([_snap(10, 0, ["UP"]), _snap(20, 1, ["UP"])])
+    meter = TrafficMeter(client, lambda: ["be_app"], frontends=["fe_main"], interval=0.01).start()
+    measured = meter.stop()
+    assert measured["requests"] == 10 and measured["failed_requests"] == 1 and measured["downtime_seconds"] == 0.0

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 
 from ansible_collections.meshos.release.plugins.module_utils._rollout import (
     Rollout,
+    RolloutFailed,
+    status,
     StateStore,
     canary_weights,
     parse_batch_size,
     validate_canary,
 )
 from ansible_collections.meshos.release.plugins.module_utils.platform import (
+    ChecksumError,
+    CommandError,
     ConfigError,
+    InstallError,
     Platform,
     Target,
     VersionNotInstalledError,
@@ -35,6 +41,8 @@ class FakePlatform(Platform):
         self.color = "blue"
         self.calls = []
         self.fail_on = None
+        self.fail_version = None
+        self.fail_install = None
 
     def targets(self):
         return self._t
@@ -47,18 +55,35 @@ class FakePlatform(Platform):
 
     def install(self, target, version, artifact=None, checksum=None):
         self.calls.append(("install", target.name, version))
+        if self.fail_install == target.name:
+            raise InstallError("cannot install %s into /srv/%s/releases/%s: No space left on device"
+                               % (version, target.name, version))
         if version not in self.installed[target.name]:
             self.installed[target.name].append(version)
             return True
         return False
 
-    def activate(self, target, version):
+    def activate(self, target, version, force_restart=False):
         self.calls.append(("activate", target.name, version))
-        if self.fail_on == target.name:
-            raise VersionNotInstalledError("boom on %s" % target.name)
+        if self.fail_on == target.name and (self.fail_version is None or self.fail_version == version):
+            # like a failing restart_command: `current` is already switched when the restart fails
+            self.current[target.name] = version
+            raise CommandError("restart of %s failed (exit 1): boom" % target.name)
         changed = self.current[target.name] != version
         self.current[target.name] = version
         return changed
+
+    def disable(self, target):
+        self.calls.append(("disable", target.name))
+        target.state = "maint"
+        return True
+
+    def remove(self, target, version):
+        if version in self.installed[target.name] and self.current[target.name] != version:
+            self.installed[target.name].remove(version)
+            self.calls.append(("remove", target.name, version))
+            return True
+        return False
 
     def drain(self, target, timeout):
         self.calls.append(("drain", target.name))
@@ -139,20 +164,71 @@ def test_rolling_is_idempotent(tmp_path):
 
 
 def test_rolling_resumes_after_an_interruption(tmp_path):
+    """A killed run (not a failed step) leaves the operation in progress; the re-run resumes it."""
     platform = FakePlatform(["a", "b", "c"])
-    platform.fail_on = "b"
-    with pytest.raises(VersionNotInstalledError):
+
+    def killed(target, version, force_restart=False):
+        raise KeyboardInterrupt()
+
+    original = platform.activate
+    platform.activate = lambda target, version, force_restart=False: (
+        killed(target, version) if target.name == "b" else original(target, version, force_restart))
+    with pytest.raises(KeyboardInterrupt):
         _runner(tmp_path, platform).rolling("5.1.0", keep_releases=0)
     state = json.loads((tmp_path / "prod.json").read_text())
     assert state["operation"]["status"] == "in_progress" and state["operation"]["done"] == ["a"]
     assert state["operation"]["pending"] == ["b"]
-    platform.fail_on = None
+    platform.activate = original
     platform.calls = []
     result = _runner(tmp_path, platform).rolling("5.1.0", keep_releases=0)
     assert result["status"] == "complete"
     assert not [c for c in platform.calls if c[1] == "a"]  # done before: untouched
     state = json.loads((tmp_path / "prod.json").read_text())
     assert state["operation"]["resumed"] == 1
+
+
+def test_failed_restart_restores_every_changed_host_before_failing(tmp_path):
+    platform = FakePlatform(["a", "b", "c"])
+    platform.fail_on, platform.fail_version = "c", "5.1.0"
+    with pytest.raises(RolloutFailed) as exc:
+        _runner(tmp_path, platform).rolling("5.1.0", keep_releases=0)
+    msg = str(exc.value)
+    assert "\n" not in msg and "restart of c failed" in msg and "restored a, b, c to 5.0.0" in msg
+    assert "fleet now on 5.0.0" in msg
+    assert platform.current == dict.fromkeys("abc", "5.0.0")
+    assert all(tg.state == "ready" for tg in platform.targets())
+    result = exc.value.result
+    assert result["status"] == "failed" and result["versions"] == dict.fromkeys("abc", "5.0.0")
+    assert [r["restored"] for r in result["restored"]] == [True, True, True]
+    state = json.loads((tmp_path / "prod.json").read_text())
+    assert state["last_operation"]["status"] == "failed" and state["failed_versions"] == ["5.1.0"]
+    # the restore switched `current` back and restarted the old release on the failing host
+    assert ("activate", "c", "5.0.0") in platform.calls
+    # a rollback afterwards has nothing to do and never picks the failed release
+    assert _runner(tmp_path, platform).rollback(None, None)["versions"] == dict.fromkeys("abc", "5.0.0")
+
+
+def test_install_failure_fails_before_any_host_leaves_traffic(tmp_path):
+    platform = FakePlatform(["a", "b"], installed=("5.0.0",))
+    platform.fail_install = "b"
+    with pytest.raises(RolloutFailed, match="No space left on device") as exc:
+        _runner(tmp_path, platform).rolling("5.1.0", artifact=__file__, keep_releases=0)
+    assert not [c for c in platform.calls if c[0] in ("drain", "activate")]
+    assert platform.current == dict.fromkeys("ab", "5.0.0")
+    # what the failed deploy installed on a is removed again: retention does not grow
+    assert ("remove", "a", "5.1.0") in platform.calls and platform.installed["a"] == ["5.0.0"]
+    assert exc.value.result["removed_failed_release"] == {"a": ["5.1.0"]}
+
+
+def test_a_host_that_cannot_be_restored_leaves_traffic(tmp_path):
+    platform = FakePlatform(["a", "b"])
+    platform.fail_on = "b"  # every restart of b fails, the old release too
+    with pytest.raises(RolloutFailed) as exc:
+        _runner(tmp_path, platform).rolling("5.1.0", keep_releases=0)
+    msg = str(exc.value)
+    assert "restored a to 5.0.0" in msg and "could not restore b" in msg and "taken out of traffic" in msg
+    assert ("disable", "b") in platform.calls and platform.targets()[1].state == "maint"
+    assert "fleet now on 5.0.0" in msg
 
 
 def test_max_batches_leaves_mixed_versions(tmp_path):
@@ -223,3 +299,204 @@ def test_rollback_after_a_stopped_deploy_returns_to_what_it_replaced(tmp_path):
     assert result["status"] == "in_progress" and platform.current["a"] == "5.2.0"
     result = _runner(tmp_path, platform).rollback(None, None)
     assert result["versions"] == {"a": "5.1.0", "b": "5.1.0", "c": "5.1.0"}
+
+
+# ---------------------------------------------------------------------------- canary weights (issue 16)
+
+def test_rollback_after_a_crashed_canary_restores_the_recorded_weights(tmp_path):
+    platform = FakePlatform(["a", "b", "c", "d"])
+    platform.weights["d"] = 50
+    platform.targets()[3].weight = 50  # a server whose normal weight is not the default
+    _runner(tmp_path, platform).canary("start", "5.1.0", initial_traffic=20, steps=[50, 100])
+    assert platform.weights["a"] != 100
+    state = json.loads((tmp_path / "prod.json").read_text())
+    assert state["operation"]["original_weights"] == {"a": 100, "b": 100, "c": 100, "d": 50}
+    for tg in platform.targets():
+        tg.weight = platform.weights[tg.name]
+    report = status(platform, StateStore(str(tmp_path), "prod"))
+    assert report["healthy"] is False and any("normal weight" in p for p in report["problems"])
+    # the caller guesses "rolling" (the last completed deploy's strategy): the canary is aborted anyway
+    result = _runner(tmp_path, platform).rollback("rolling", None)
+    assert result["status"] == "aborted" and platform.current["a"] == "5.0.0"
+    assert platform.weights == {"a": 100, "b": 100, "c": 100, "d": 50}
+    for tg in platform.targets():
+        tg.weight, tg.version = platform.weights[tg.name], platform.current[tg.name]
+    report = status(platform, StateStore(str(tmp_path), "prod"))
+    assert report["healthy"] is True, report["problems"]
+
+
+def test_a_failed_canary_promote_returns_fleet_and_weights(tmp_path):
+    platform = FakePlatform(["a", "b", "c"])
+    _runner(tmp_path, platform).canary("start", "5.1.0", initial_traffic=5)
+    platform.fail_on, platform.fail_version = "c", "5.1.0"
+    with pytest.raises(RolloutFailed, match="restart of c failed"):
+        _runner(tmp_path, platform).canary("promote", None)
+    assert platform.current == dict.fromkeys("abc", "5.0.0")
+    assert platform.weights == dict.fromkeys("abc", 100)
+
+
+# ---------------------------------------------------------------------------- artifact verification (issue 16)
+
+def _manifest(tmp_path, version, artifact, sha=None):
+    from ansible_collections.meshos.release.plugins.module_utils._hosts import sha256_file
+    path = tmp_path / ("release-%s.json" % version)
+    path.write_text(json.dumps({"version": version, "artifacts": [
+        {"name": os.path.basename(artifact), "sha256": sha or sha256_file(artifact)}]}))
+    return str(path)
+
+
+def test_manifest_mismatch_fails_before_any_host_changes(tmp_path):
+    artifact = tmp_path / "meshapp-5.1.0.tar.gz"
+    artifact.write_bytes(b"replaced artifact")
+    platform = FakePlatform(["a", "b"], installed=("5.0.0",))
+    manifest = _manifest(tmp_path, "5.1.0", str(artifact), sha="ab" * 32)
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), manifest=manifest)
+    with pytest.raises(ChecksumError) as exc:
+        runner.rolling("5.1.0", artifact=str(artifact))
+    msg = str(exc.value)
+    assert "meshapp-5.1.0.tar.gz" in msg and "ab" * 32 in msg and manifest in msg
+    assert platform.calls == [] and not (tmp_path / "prod.json").exists()
+    # a manifest of another version is refused too
+    other = _manifest(tmp_path, "5.0.9", str(artifact))
+    with pytest.raises(ChecksumError, match="for version 5.0.9, not 5.1.0"):
+        Rollout(platform, StateStore(str(tmp_path), "prod"), manifest=other).rolling("5.1.0", artifact=str(artifact))
+    # the right manifest installs
+    good = _manifest(tmp_path, "5.1.0", str(artifact))
+    result = Rollout(platform, StateStore(str(tmp_path), "prod"), manifest=good).rolling(
+        "5.1.0", artifact=str(artifact), keep_releases=0)
+    assert result["status"] == "complete" and result["artifact_check"]["manifest_verified"] is True
+
+
+def test_require_checksum_refuses_an_unchecked_artifact(tmp_path):
+    artifact = tmp_path / "meshapp-5.1.0.tar.gz"
+    artifact.write_bytes(b"x")
+    platform = FakePlatform(["a"], installed=("5.0.0",))
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), require_checksum=True)
+    with pytest.raises(ConfigError, match="require_checksum is set: artifact .*meshapp-5.1.0.tar.gz"):
+        runner.rolling("5.1.0", artifact=str(artifact))
+    assert platform.calls == []
+
+
+@pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="ssh-keygen not installed")
+def test_manifest_signature_is_verified(tmp_path):
+    import subprocess
+    from ansible_collections.meshos.release.plugins.module_utils import _manifest as mf
+
+    def run(argv, data=None):
+        proc = subprocess.run(argv, input=data if isinstance(data, bytes) else (data or "").encode(),
+                              capture_output=True, check=False)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    artifact = tmp_path / "meshapp-5.1.0.tar.gz"
+    artifact.write_bytes(b"release")
+    manifest = _manifest(tmp_path, "5.1.0", str(artifact))
+    with open(manifest, "rb") as handle:
+        (tmp_path / "release-5.1.0.json.sig").write_text(mf.sign(run, str(key), handle.read()))
+    platform = FakePlatform(["a"], installed=("5.0.0",))
+    ok = Rollout(platform, StateStore(str(tmp_path), "prod"), manifest=manifest, public_key=str(key) + ".pub",
+                 require_signature=True, run_command=run)
+    assert ok._verify_artifact("5.1.0", str(artifact), None)["signature_verified"] is True
+    bad = Rollout(platform, StateStore(str(tmp_path), "prod"), manifest=manifest, public_key=str(other) + ".pub",
+                  run_command=run)
+    with pytest.raises(ChecksumError, match="does not verify"):
+        bad.rolling("5.1.0", artifact=str(artifact))
+    assert platform.calls == []
+
+
+# ---------------------------------------------------------------------------- blue-green phases
+
+def test_blue_green_prepare_then_switch(tmp_path):
+    platform = FakePlatform(["b1", "g1"], colors={"b1": "blue", "g1": "green"})
+    result = _runner(tmp_path, platform).blue_green("5.1.0", keep_releases=0, phase="prepare")
+    assert result["status"] == "prepared" and platform.color == "blue" and platform.current["g1"] == "5.1.0"
+    assert result["idle_color"] == "green" and result["idle_targets"][0]["name"] == "g1"
+    result = _runner(tmp_path, platform).blue_green("5.1.0", keep_releases=0, phase="switch")
+    assert result["status"] == "complete" and platform.color == "green"
+
+
+def test_blue_green_switch_needs_a_prepared_color_and_rollback_before_switch_keeps_traffic(tmp_path):
+    platform = FakePlatform(["b1", "g1"], colors={"b1": "blue", "g1": "green"})
+    with pytest.raises(ConfigError, match="phase=switch needs the green color prepared"):
+        _runner(tmp_path, platform).blue_green("5.1.0", phase="switch")
+    _runner(tmp_path, platform).blue_green("5.1.0", keep_releases=0, phase="prepare")
+    # the gate on the idle color failed: rollback must not switch to it
+    result = _runner(tmp_path, platform).rollback(None, None)
+    assert platform.color == "blue" and result["active_color"] == "blue"
+    assert platform.current == {"b1": "5.0.0", "g1": "5.0.0"}
+
+
+# ---------------------------------------------------------------------------- version rule
+
+@pytest.mark.parametrize("bad", ["5.1", "5.2.0\n", "5" * 300, "v5.1.0", "../5.1.0", "5.1.0 ", "", None, 5])
+def test_bad_versions_give_one_line_errors(tmp_path, bad):
+    platform = FakePlatform(["a"])
+    with pytest.raises(ConfigError) as exc:
+        _runner(tmp_path, platform).rolling(bad)
+    msg = str(exc.value)
+    assert ("invalid version" in msg or "version" in msg and "semantic version" in msg) and "\n" not in msg
+    assert len(msg) < 300
+    assert platform.calls == []
+
+
+def test_a_failed_blue_green_prepare_never_switches_on_rollback(tmp_path):
+    platform = FakePlatform(["b1", "g1"], colors={"b1": "blue", "g1": "green"})
+    platform.fail_on, platform.fail_version = "g1", "5.1.0"
+    with pytest.raises(RolloutFailed, match="restored g1 to 5.0.0"):
+        _runner(tmp_path, platform).blue_green("5.1.0", keep_releases=0)
+    assert platform.color == "blue" and platform.current == {"b1": "5.0.0", "g1": "5.0.0"}
+    result = _runner(tmp_path, platform).rollback(None, None)
+    assert platform.color == "blue" and result["active_color"] == "blue"
+    assert ("switch", "green") not in platform.calls
+
+
+class _Meter:
+    def __init__(self, haproxy, live, frontends=None, interval=0.25):
+        self.live = live
+
+    def start(self):
+        return self
+
+    def stop(self):
+        return {"source": "haproxy:/fake", "requests": 10, "failed_requests": 0, "downtime_seconds": 0.0,
+                "live": self.live()}
+
+
+def test_measured_run_attaches_traffic_to_success_and_failure(tmp_path):
+    from ansible_collections.meshos.release.plugins.module_utils._rollout import measured_run
+    platform = FakePlatform(["a", "b"])
+    platform.haproxy = type("H", (), {"check": lambda self: None})()
+    platform._targets = platform.targets()
+    runner = _runner(tmp_path, platform)
+    result = measured_run(runner, {}, lambda: runner.rolling("5.1.0", keep_releases=0), meter_factory=_Meter)
+    assert result["traffic"]["measured"]["source"] == "haproxy:/fake"
+    assert result["traffic"]["measured"]["live"] == ["be_app"]
+    platform.fail_on, platform.fail_version = "a", "5.2.0"
+    platform.installed["a"].append("5.2.0")
+    platform.installed["b"].append("5.2.0")
+    with pytest.raises(RolloutFailed) as exc:
+        measured_run(runner, {}, lambda: runner.rolling("5.2.0", keep_releases=0), meter_factory=_Meter)
+    assert exc.value.result["traffic"]["measured"]["requests"] == 10
+    # without HAProxy nothing is measured, and the result says so instead of a 0
+    plain = FakePlatform(["a"])
+    runner = _runner(tmp_path / "other", plain)
+    result = measured_run(runner, {}, lambda: runner.rolling("5.1.0", keep_releases=0))
+    assert result["traffic"]["measured"]["source"] is None and result["traffic"]["measured"]["reason"]
+
+
+def test_rolling_back_one_batch_leaves_the_failed_release_for_the_next_operation_to_remove(tmp_path):
+    fleet = FakePlatform(["a", "b", "c"], installed=("5.0.0",))
+    _runner(tmp_path, fleet).rolling("5.1.0", artifact=__file__, max_batches=1, keep_releases=0)
+    assert all("5.1.0" in fleet.installed[n] for n in "abc")  # installed everywhere before the first drain
+    batch = FakePlatform(["a"])  # the role rolls back the failed batch only: a view of the same hosts
+    batch.current, batch.installed, batch.weights = fleet.current, fleet.installed, fleet.weights
+    result = _runner(tmp_path, batch).rollback("rolling", "5.0.0")
+    assert result["removed_failed_release"] == {"a": ["5.1.0"]}
+    state = json.loads((tmp_path / "prod.json").read_text())
+    assert state["pending_cleanup"] == {"b": ["5.1.0"], "c": ["5.1.0"]}
+    _runner(tmp_path, fleet).rollback("rolling", "5.0.0")  # the next operation on the whole fleet
+    assert fleet.installed == dict.fromkeys("abc", ["5.0.0"])
+    assert "pending_cleanup" not in json.loads((tmp_path / "prod.json").read_text())

@@ -46,3 +46,22 @@ def test_rollout_strategy_bad_input(tmp_path, capsys, extra, needle):
 def test_rollback_missing_socket(tmp_path, capsys):
     code, out = _run(rollback, _args(tmp_path, version="5.0.0"), capsys)
     assert code == 1 and "does not exist" in out["msg"]
+
+
+@pytest.mark.parametrize("module", [rollout_strategy, rollback])
+@pytest.mark.parametrize("version", ["5.1", "5.2.0\n", "5" * 300, "5.1.0;rm -rf /"])
+def test_bad_versions_fail_in_one_line_before_anything(tmp_path, capsys, module, version):
+    code, out = _run(module, _args(tmp_path, version=version), capsys)
+    assert code == 1 and "semantic version" in out["msg"] and "\n" not in out["msg"].strip()
+    assert "Errno" not in out["msg"] and len(out["msg"]) < 300
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"version": "5.1.0", "public_key": "/k.pub"}, "manifest"),
+    ({"version": "5.1.0", "phase": "prepare"}, "phase prepare is for strategy blue-green"),
+    ({"version": "5.1.0", "measure_interval": 0}, "measure_interval"),
+])
+def test_rollout_strategy_new_options_are_checked(tmp_path, capsys, extra, needle):
+    code, out = _run(rollout_strategy, _args(tmp_path, **extra), capsys)
+    assert code == 1 and needle in out["msg"], out["msg"]
