@@ -92,3 +92,18 @@ def test_missing_socket_is_one_line(tmp_path):
 def test_bad_timeout(tmp_path):
     out = run({"haproxy_socket": str(tmp_path / "x.sock"), "timeout": 0})
     assert out["failed"] and out["msg"] == "invalid timeout 0.0: expected seconds in (0, 300]"
+
+
+def test_proxy_counters_reads_frontends_and_backends_only():
+    rows = [
+        {"pxname": "fe_main", "svname": "FRONTEND", "status": "OPEN", "req_tot": "120", "hrsp_5xx": "3"},
+        {"pxname": "be_app", "svname": "app1", "status": "UP", "req_tot": "60", "hrsp_5xx": "1"},
+        {"pxname": "be_app", "svname": "BACKEND", "status": "UP", "req_tot": "118", "hrsp_5xx": "3",
+         "econ": "", "eresp": "2", "downtime": "7"},
+    ]
+    assert haproxy_info.proxy_counters(rows) == [
+        {"proxy": "fe_main", "type": "frontend", "status": "OPEN", "req_tot": 120, "hrsp_5xx": 3, "econ": 0,
+         "eresp": 0, "downtime": 0},
+        {"proxy": "be_app", "type": "backend", "status": "UP", "req_tot": 118, "hrsp_5xx": 3, "econ": 0,
+         "eresp": 2, "downtime": 7},
+    ]
