@@ -301,7 +301,9 @@ def write_env_inventory(path, environments: dict) -> None:
             "lab_restart_command": "{{ ansible_playbook_python }} {{ lab_root }}/bin/labctl.py --root {{ lab_root }}"
                                    " instance-restart {name} --wait-ready 30"}, "hosts": hosts}
     inventory = {"all": {"vars": {"ansible_connection": "local",
-                                  "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+                                  "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                                  # the audit log and release state every entry point shares, kept beside the inventory
+                                  "release_work_dir": os.path.join(os.path.dirname(os.path.abspath(path)), "release")},
                          "children": groups}}
     with open(path, "w") as handle:
         yaml.safe_dump(inventory, handle, sort_keys=False)
