@@ -47,7 +47,8 @@ class Stacks:
             self.extra[env] = extra
 
     def release(self, version, approvals=None, check=True, **extra):
-        path = os.path.join(self.root, "approvals-%s.yml" % version)
+        # the version may be a bad one on purpose (a newline, 300 characters): not part of the file name
+        path = os.path.join(self.root, "approvals-%08x.yml" % (hash(version) & 0xFFFFFFFF))
         with open(path, "w") as handle:
             yaml.safe_dump({"approvals": APPROVED if approvals is None else approvals}, handle)
         variables = dict(FAST, version=version, approvals_file=path, release_work_dir=self.work)
@@ -148,3 +149,50 @@ def test_faulty_canary_is_aborted_and_the_stage_keeps_its_version(stacks):
     # back to what ran before this deploy (5.1.0), never to an older release
     assert stacks.instance_versions("development") == {"app1": "5.1.0", "app2": "5.1.0"}
     assert "rolled back automatically to 5.1.0" in run.output
+
+
+def test_deploy_yml_needs_production_approvals_and_is_recorded(stacks):
+    """deploy.yml goes through the pipeline's approvals, lock, audit log and state: release.yml then sees its work."""
+    common = dict(FAST, release_work_dir=stacks.work, env="production", version="5.1.0")
+    refused = run_playbook("playbooks/deploy.yml", common, check=False, inventory=stacks.inventory)
+    assert refused.rc != 0
+    assert "refused: missing approvals business_approval, change_ticket" in refused.output
+    last = stacks.audit()[-1]
+    assert (last["action"], last["environment"], last["result"]) == ("deploy", "production", "aborted")
+    # break glass: proceeds, recorded; the version is installed already (5.1.0), so nothing changes but the record
+    run = run_playbook("playbooks/deploy.yml", dict(common, break_glass_reason="INC-42 hotfix"),
+                       inventory=stacks.inventory)
+    entries = stacks.audit()
+    glass = [e for e in entries if e["action"] == "break_glass"][-1]
+    assert glass["details"]["reason"] == "INC-42 hotfix"
+    assert glass["details"]["missing"] == ["business_approval", "change_ticket"]
+    done = entries[-1]
+    assert (done["action"], done["result"], done["details"]["source"]) == ("deploy", "success", "deploy.yml")
+    # measured from HAProxy's counters, never a constant
+    assert done["details"]["measured"]["source"].startswith("haproxy:"), done["details"]["measured"]
+    assert "rolling 5.1.0 in production: complete" in run.output
+
+
+def test_bad_versions_fail_before_anything_changes(stacks):
+    before = len(stacks.audit())
+    for bad in ("5.2.0\n", "5.1", "v" * 300):
+        run = stacks.release(bad, check=False, release_stages=["development"])
+        assert run.rc != 0 and "must be a full SemVer 2.0" in run.output, (bad, run.output[-1500:])
+        run = run_playbook("playbooks/deploy.yml", dict(FAST, release_work_dir=stacks.work, env="development",
+                                                        version=bad), check=False, inventory=stacks.inventory)
+        assert run.rc != 0 and "invalid version" in run.output, (bad, run.output[-1500:])
+    assert len(stacks.audit()) == before
+    missing = stacks.release("5.2.0", check=False, approvals_file="/nonexistent/approvals.yml")
+    assert missing.rc != 0 and "/nonexistent/approvals.yml" in missing.output and "not found" in missing.output, \
+        missing.output[-1500:]
+
+
+def test_emergency_patch_records_its_deadlines(stacks):
+    run = stacks.release("5.5.0", emergency="critical", cve="CVE-2026-0001", release_stages=["development"])
+    assert "release 5.5.0 done" in run.output
+    marks = [e for e in stacks.audit() if e["action"] == "emergency_patch"]
+    assert [m["result"] for m in marks] == ["started", "success"]
+    assert marks[0]["details"]["security_notify_deadline_hours"] == 1
+    assert marks[1]["details"]["deploy_deadline_hours"] == 4 and marks[1]["details"]["deadline_met"] is True
+    with open(os.path.join(stacks.work, "outbox.jsonl")) as handle:
+        assert "[security] emergency patch 5.5.0 (critical CVE-2026-0001)" in handle.read()
