@@ -63,7 +63,10 @@ stage_lint() {
 }
 
 stage_integration() {
-  python -m pytest -p no:cacheprovider tests/integration -ra
+  local suites=(tests/integration)
+  # the kill-and-rerun suite (issue: fail closed) runs with the integration tests when present
+  [ -d tests/reliability ] && suites+=(tests/reliability)
+  python -m pytest -p no:cacheprovider "${suites[@]}" -ra -s
   local rc=$?
   # pytest's 5 means "no tests collected": only acceptable before any integration test exists
   if [ "$rc" -eq 5 ] && [ -z "$(find tests/integration -name 'test_*.py' -print -quit)" ]; then
