@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _hosts_env as h  # noqa: E402
 from conftest import (  # noqa: E402
     REPO_ROOT, http_get, lab_vars, port_is_free, run_labctl, run_playbook, stop_lab, write_env_inventory)
 
@@ -31,6 +32,8 @@ BASE = 24000
 ENV = "rbtest"
 APP = [("app%d" % i, BASE + i) for i in range(1, 5)]
 STATS, PROMETHEUS, ALERTMANAGER = BASE + 10, BASE + 30, BASE + 31
+# the resume re-runs the gated deploy: short gates, under traffic (they fail closed without requests to judge)
+GATE = {"deploy_gate_duration": 3, "deploy_gate_window": 2, "deploy_gate_interval": 1}
 
 # A deploy that stops after max_batches batches (the same targets the runbook playbooks derive).
 PARTIAL_DEPLOY = """---
@@ -178,7 +181,8 @@ def test_deployment_stuck_reports_then_resumes(lab):
     assert "-e version=5.1.0" in report and "No action taken." in report
     assert lab.state()["operation"]["status"] == "in_progress"
 
-    _run, report = lab.runbook("deployment_stuck", runbook_resolve=True, artifact=artifact)
+    with h.Load(BASE, threads=2):
+        _run, report = lab.runbook("deployment_stuck", runbook_resolve=True, artifact=artifact, **GATE)
     assert lab.versions() == dict.fromkeys([name for name, _port in APP], "5.1.0")
     state = lab.state()
     assert state["operation"]["status"] == "complete" and state["deployed_version"] == "5.1.0"
@@ -189,7 +193,8 @@ def test_deployment_stuck_abort_rolls_back(lab):
     lab.deploy("5.2.0", max_batches=1)
     assert lab.versions()["app1"] == "5.2.0"
     lab.age_state(15)
-    _run, report = lab.runbook("deployment_stuck", runbook_resolve=True, runbook_stuck_action="abort")
+    with h.Load(BASE, threads=2):
+        _run, report = lab.runbook("deployment_stuck", runbook_resolve=True, runbook_stuck_action="abort", **GATE)
     assert lab.versions() == dict.fromkeys([name for name, _port in APP], "5.1.0")
     assert lab.state()["last_operation"]["kind"] == "rollback"
     assert "| abort | %s | complete" % ENV in report
