@@ -72,7 +72,7 @@ options:
     type: float
   details:
     description:
-      - Any further JSON data (V(append)), for example C(downtime_seconds), C(ticket), C(failed_checks).
+      - Any further JSON data (V(append)), for example C(measured), C(ticket), C(failed_checks).
       - Credentials inside URLs in string values (user info, secret query parameters, Slack webhook paths) are
         masked before the entry is written.
     type: dict
@@ -112,7 +112,8 @@ EXAMPLES = r"""
     result: success
     duration: 312.4
     details:
-      downtime_seconds: 0
+      # what users saw, as measured by the deploy (meshos.release.rollout_strategy RV(traffic.measured)), never a constant
+      measured: "{{ deploy_result.traffic.measured }}"
 
 - name: Verify the chain
   meshos.release.audit_log:
