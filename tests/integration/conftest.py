@@ -300,10 +300,16 @@ def write_env_inventory(path, environments: dict) -> None:
             "lab_haproxy_socket": "{{ lab_root }}/haproxy/admin.sock",
             "lab_restart_command": "{{ ansible_playbook_python }} {{ lab_root }}/bin/labctl.py --root {{ lab_root }}"
                                    " instance-restart {name} --wait-ready 30"}, "hosts": hosts}
-    inventory = {"all": {"vars": {"ansible_connection": "local",
+    # releases are signed, as in inventories/lab: production refuses an unsigned release
+    key = os.path.join(os.path.dirname(os.path.abspath(path)), "release-signing")
+    if not os.path.exists(key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "meshos-test", "-f", key], check=True)
+    inventory = {"all": {"vars": {"ansible_connection": "local", "release_signing_key": key,
                                   "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                                   # the audit log and release state every entry point shares, kept beside the inventory
-                                  "release_work_dir": os.path.join(os.path.dirname(os.path.abspath(path)), "release")},
+                                  "release_work_dir": os.path.join(os.path.dirname(os.path.abspath(path)), "release"),
+                                  # the watch of the whole fleet after deploy.yml / a runbook's resumed deploy
+                                  "release_deploy_watch_seconds": 3},
                          "children": groups}}
     with open(path, "w") as handle:
         yaml.safe_dump(inventory, handle, sort_keys=False)

@@ -107,6 +107,8 @@ def test_rolling_deploy_gates_every_batch(stack):
     assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
     # one gate per batch (batch size 1), each conclusive (on_inconclusive=fail)
     assert run.output.count("TASK [meshos.release.deploy : Check the batch with meshos.release.health_gate]") == 4
+    # then the whole live fleet is watched (the inventory's release_deploy_watch_seconds: 3)
+    assert "TASK [meshos.release.deploy : Watch the fleet after the deploy]" in run.output
     assert load.stats()["failures"] == 0 and load.stats()["requests"] > 100
     # the state lives in the ENVIRONMENT's lab_root (localhost has none of its own)
     state = stack.state("itest")
@@ -144,6 +146,31 @@ def test_faulty_release_stops_after_the_first_batch_and_rollback_restores(stack)
     assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
     assert stack.state("itest")["last_operation"]["kind"] == "rollback"
     assert load.stats()["requests"] > 100
+
+
+def _audit(stack):
+    with open(os.path.join(stack.root, "release", "audit.jsonl")) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def test_unsigned_deploy_is_refused_where_required_unless_opted_out(stack):
+    artifact = stack.artifact("5.3.0")
+    required = dict(GATE, env="itest", version="5.3.0", strategy="rolling", artifact=artifact,
+                    deploy_require_signature=True)
+    refused = stack.playbook("deploy.yml", required, check=False)
+    assert refused.rc != 0 and "a signed manifest is required" in refused.output, refused.output[-2000:]
+    last = _audit(stack)[-1]
+    assert (last["action"], last["result"], last["details"]["reason"]) == ("deploy", "aborted", "signed manifest missing")
+    assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
+    stack.playbook("deploy.yml", dict(required, unsigned_reason="INC-7 hotfix built by hand"))
+    assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.3.0")
+    entries = _audit(stack)
+    opt_out = [e for e in entries if e["action"] == "signature_opt_out"][-1]
+    assert opt_out["details"]["reason"] == "INC-7 hotfix built by hand" and opt_out["version"] == "5.3.0"
+    done = entries[-1]
+    assert (done["action"], done["result"]) == ("deploy", "success")
+    assert done["details"]["signature"] == "opted out: INC-7 hotfix built by hand"
+    assert done["details"]["watch"], done["details"]
 
 
 def test_blue_green_in_the_lab(stack):

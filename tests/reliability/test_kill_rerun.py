@@ -105,7 +105,8 @@ def test_killed_deploy_reruns_to_convergence(stack, strategy, index):
             print("\n%s: SIGKILL %.1f s after start, %.1f s after %r began, during %r (seed %d, log %s); left: %s"
                   % (case, anchor + at - started, at, anchor_task[6:-1], row[3], seed(), log, left))
             lock = stack.lock_path(env)
-            if lock.exists():
+            lock_was_held = lock.exists()
+            if lock_was_held:
                 # fail closed: the dead run's lock is only broken on request
                 refused = stack.playbook("deploy.yml", extra, check=False)
                 assert refused.rc != 0 and "locked by" in refused.output, refused.output[-2000:]
@@ -147,6 +148,16 @@ def test_killed_deploy_reruns_to_convergence(stack, strategy, index):
         trail = [(e["action"], e["result"], e["version"]) for e in stack.audit_entries()[audit_before:]
                  if e["environment"] == env]
         assert trail and trail[-1] == ("deploy", "success", version), trail
+        # the killed run is accounted for: no "started" without an outcome, a forced takeover is on record
+        open_run = None
+        for action, result, _version in trail:
+            if action in ("deploy", "rollback") and result == "started":
+                assert open_run is None, "%s: a started %s without an outcome: %s" % (case, open_run, trail)
+                open_run = action
+            elif action in ("deploy", "rollback") and result in ("success", "failure", "aborted", "rolled_back"):
+                open_run = None
+        if lock_was_held:
+            assert ("lock_takeover", "info", None) in trail, trail
     finally:
         if proc is not None and proc.poll() is None:  # a failure before the kill: stop what this test started
             stack.kill(proc)
