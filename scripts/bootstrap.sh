@@ -31,7 +31,7 @@ pick_python() {
 }
 
 install_system_packages() {
-  local wanted=(haproxy prometheus prometheus-alertmanager git wrk openssh-client curl rsync)
+  local wanted=(haproxy prometheus prometheus-alertmanager git wrk openssh-client openssh-server iproute2 curl rsync)
   local missing=() pkg
   for pkg in "${wanted[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -8,5 +8,7 @@ export ANSIBLE_INVENTORY="$__meshos_root/inventories/lab"
 export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-1}"
 export ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_HOST_KEY_CHECKING=False
+# live progress beside the normal output (a heartbeat line per running task, gate tables): plugins/callback/progress.py
+export ANSIBLE_CALLBACKS_ENABLED="${ANSIBLE_CALLBACKS_ENABLED:-meshos.release.progress}"
 export ANSIBLE_PYTHON_INTERPRETER="${ANSIBLE_PYTHON_INTERPRETER:-$__meshos_root/.venv/bin/python}"
 unset __meshos_root

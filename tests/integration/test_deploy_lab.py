@@ -162,7 +162,9 @@ def test_unsigned_deploy_is_refused_where_required_unless_opted_out(stack):
     last = _audit(stack)[-1]
     assert (last["action"], last["result"], last["details"]["reason"]) == ("deploy", "aborted", "signed manifest missing")
     assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
-    stack.playbook("deploy.yml", dict(required, unsigned_reason="INC-7 hotfix built by hand"))
+    with h.Load(BASE, threads=4):  # the gates and the watch judge real traffic (no data fails closed)
+        time.sleep(0.5)
+        stack.playbook("deploy.yml", dict(required, unsigned_reason="INC-7 hotfix built by hand"))
     assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.3.0")
     entries = _audit(stack)
     opt_out = [e for e in entries if e["action"] == "signature_opt_out"][-1]
