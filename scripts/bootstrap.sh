@@ -89,9 +89,27 @@ link_collection() {
   say "collection linked at .build/collections/ansible_collections/meshos/release"
 }
 
+# awx.awx's real module specs for lint and tests/unit/test_awx_configure.py: the ansible package on PyPI bundled it
+# up to 12.x (newer ones do not) and Galaxy is not reachable, so it is unpacked from that wheel once
+install_awx_collection() {
+  local target="$root/.build/collections/ansible_collections/awx/awx"
+  [ -d "$target" ] && return 0
+  mkdir -p "$root/.build/wheels"
+  "$venv/bin/python" -m pip download -q --no-deps ansible==12.3.0 -d "$root/.build/wheels" 2> >(grep -v 'is ignored' >&2)
+  "$venv/bin/python" - "$root/.build/wheels/ansible-12.3.0-py3-none-any.whl" "$root/.build/collections" <<'PY'
+import sys
+import zipfile
+
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    wheel.extractall(sys.argv[2], [n for n in wheel.namelist() if n.startswith("ansible_collections/awx/awx/")])
+PY
+  say "awx.awx unpacked into .build/collections (from ansible 12.3.0)"
+}
+
 install_system_packages
 setup_venv
 link_collection
+install_awx_collection
 shared_tools="$root/../shared/tools/install_ansible_test_pip.sh"
 if [ -f "$shared_tools" ]; then
   sh "$shared_tools" >/dev/null

@@ -2,7 +2,7 @@
 # Run the whole test suite, stage by stage, and print a one-line summary per stage.
 #   scripts/test.sh                 all stages
 #   scripts/test.sh sanity units    only the named stages
-# Stages: build sanity units lint integration molecule. Exit status is non-zero when any stage fails.
+# Stages: build (with galaxy-importer) sanity units lint integration molecule. Exit status is non-zero when any stage fails.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +37,8 @@ stage_build() {
          name=$(basename "$module" .py)
          ANSIBLE_COLLECTIONS_PATH="$check" ansible-doc "meshos.release.$name" >/dev/null || return 1
        done \
-    && ANSIBLE_COLLECTIONS_PATH="$check" ansible-doc -t role -l meshos.release >/dev/null
+    && ANSIBLE_COLLECTIONS_PATH="$check" ansible-doc -t role -l meshos.release >/dev/null \
+    && bash "$root/scripts/galaxy_importer.sh"
 }
 
 stage_sanity() {
