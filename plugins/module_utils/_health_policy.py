@@ -48,6 +48,7 @@ from ansible_collections.meshos.release.plugins.module_utils._stats import (
     bucket_delta, counter_delta, format_duration, histogram_buckets, histogram_quantile,
     mann_whitney_u, median, parse_duration, parse_exposition,
 )
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 SourceError = sources_mod.SourceError
 
@@ -158,7 +159,7 @@ DEFAULT_QUERIES = {
 JUDGE_METRICS = ("error_rate", "latency")
 
 
-class PolicyError(ValueError):
+class PolicyError(MeshosError, ValueError):
     """Bad gate input (policy, options). One-line message naming the bad value and what is allowed."""
 
 

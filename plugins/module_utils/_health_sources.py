@@ -28,13 +28,17 @@ from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
+from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+
 try:
     from http.client import HTTPSConnection
 except ImportError:  # pragma: no cover
     HTTPSConnection = None
 
 
-class SourceError(Exception):
+class SourceError(MeshosError):
     """A signal source could not be read (unreachable, bad answer). One-line message."""
 
 
@@ -348,23 +352,11 @@ def alertmanager_alerts(base_url, severities=None, matchers=None, timeout=5.0, v
 
 
 def haproxy_command(socket_path, command, timeout=5.0):
-    """Send one command to the HAProxy runtime API; return the answer text."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    """Send one command to the HAProxy runtime API (``platform.haproxy.HAProxyClient``); return the answer text."""
     try:
-        sock.connect(socket_path)
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except OSError as exc:
+        return HAProxyClient(socket_path, timeout=timeout).command(command)
+    except PlatformError as exc:
         raise SourceError("haproxy runtime API %s unreachable: %s" % (socket_path, exc))
-    finally:
-        sock.close()
-    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def haproxy_show_stat(socket_path, timeout=5.0):

@@ -5,27 +5,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
+
+from ansible_collections.meshos.release.plugins.module_utils import _fsutil
+from ansible_collections.meshos.release.plugins.module_utils._fsutil import sha256_file
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 NAMESPACE = "meshos-release"
 # fields that do not make two manifests of the same release different (re-runs stay idempotent)
 VOLATILE = ("date",)
 
 
-class ManifestError(Exception):
+class ManifestError(MeshosError):
     """A manifest that cannot be built, read or trusted; the message is one line."""
-
-
-def sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def artifact_entries(paths):
@@ -66,19 +61,7 @@ def load(path):
 
 
 def write_atomic(path, content):
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content if isinstance(content, bytes) else content.encode("utf-8"))
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _fsutil.write_atomic(path, content, mode=0o644)
 
 
 def sign(run, key, content):

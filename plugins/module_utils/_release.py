@@ -16,13 +16,14 @@ from ansible_collections.meshos.release.plugins.module_utils._conventional impor
 from ansible_collections.meshos.release.plugins.module_utils._semver import (
     BUMPS, SemverError, TagPattern, Version, next_prerelease, validate_identifier, validate_version,
 )
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 BUMP_OPTIONS = ("auto",) + BUMPS
 PUSH_OPTIONS = ("auto", "always", "never")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
-class ReleaseError(Exception):
+class ReleaseError(MeshosError):
     """Bad input or a release that must not be made; the message is one line."""
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+
 TERMINAL = ("success", "failure", "rolled_back", "aborted")
 CREATE_ACTIONS = ("release_create", "create_release", "release")
 EVENT_FIELDS = ("seq", "ts", "actor", "action", "environment", "strategy", "result", "duration")
@@ -35,7 +37,7 @@ ROLLBACK_RAN = ("success", "failure")
 COVERAGE_KEYS = ("coverage_percent", "test_coverage")
 
 
-class MeasurementError(ValueError):
+class MeasurementError(MeshosError, ValueError):
     """A ``details.measured`` value that is not a measurement; one line naming the bad value."""
 
 
