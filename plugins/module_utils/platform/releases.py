@@ -20,7 +20,7 @@ import time
 import typing as t
 
 from ansible_collections.meshos.release.plugins.module_utils._fsutil import sha256_file, switch_symlink
-from ansible_collections.meshos.release.plugins.module_utils._semver import validate_version
+from ansible_collections.meshos.release.plugins.module_utils.release.semver import validate_version
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
     ChecksumError,
     ConfigError,

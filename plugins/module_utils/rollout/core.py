@@ -97,7 +97,7 @@ class RunnerCore:
                 raise ChecksumError("checksum mismatch for %s: sha256 is %s, expected %s" % (artifact, actual, checksum))
             check["checksum_verified"] = True
         if self.manifest:
-            from ansible_collections.meshos.release.plugins.module_utils import _manifest
+            from ansible_collections.meshos.release.plugins.module_utils.release import manifest as _manifest
             try:
                 raw, data = _manifest.load(self.manifest)
                 if self.public_key:

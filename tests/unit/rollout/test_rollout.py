@@ -296,7 +296,7 @@ def test_require_checksum_refuses_an_unchecked_artifact(tmp_path):
 @pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="ssh-keygen not installed")
 def test_manifest_signature_is_verified(tmp_path):
     import subprocess
-    from ansible_collections.meshos.release.plugins.module_utils import _manifest as mf
+    from ansible_collections.meshos.release.plugins.module_utils.release import manifest as mf
 
     def run(argv, data=None):
         proc = subprocess.run(argv, input=data if isinstance(data, bytes) else (data or "").encode(),

@@ -9,7 +9,7 @@ A runner is ``run(argv, cwd=None, data=None) -> (rc, stdout, stderr)`` with text
 
 from __future__ import annotations
 
-from ansible_collections.meshos.release.plugins.module_utils._conventional import parse_message
+from ansible_collections.meshos.release.plugins.module_utils.release.conventional import parse_message
 from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 RS = "\x1e"
