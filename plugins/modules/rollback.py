@@ -159,37 +159,28 @@ removed_failed_release:
   type: dict
 traffic:
   description:
-    - What clients saw during the operation, measured from HAProxy's own counters (C(show stat)) sampled every
-      O(measure_interval) seconds. C(measured.source) is C(haproxy:<socket>); C(requests) and C(failed_requests) are
-      the increase of C(req_tot) and C(hrsp_5xx) on the frontends; C(downtime_seconds) is the time a live backend had
-      no ready server; C(window_seconds) the measured span; C(econ), C(eresp), C(backend_5xx), C(server_5xx), C(retries),
-      C(redispatches) the live backends' counters.
-    - "When nothing could be measured, C(measured) is C({source: null, reason: <why>}); never a made-up 0."
+    - What clients saw during the operation, measured from HAProxy's own counters; the same C(measured) dict as the
+      C(traffic) result of M(meshos.release.rollout_strategy), which documents each field. Never a made-up 0.
   returned: when a fleet-changing operation ran (also in the failure result)
   type: dict
   sample: {measured: {source: "haproxy:/run/haproxy/admin.sock", requests: 5230, failed_requests: 0,
            downtime_seconds: 0.0, window_seconds: 14.2, samples: 57}}
 restored:
-  description:
-    - On failure only (in the failure result); per target changed by the operation, whether it was switched back
-      and restarted on the version it ran before (C(restored)), or taken out of traffic (C(out_of_traffic)), with the error.
+  description: On failure only; per target, as the C(restored) result of M(meshos.release.rollout_strategy).
   returned: on failure
   type: list
   elements: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (
-    RolloutFailed,
     build_runner,
     common_argument_spec,
     measured_run,
+    module_result,
     status,
 )
-from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
 
 
 def main():
@@ -202,27 +193,25 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    try:
+
+    def run():
         read_only = module.check_mode or p["mode"] != "rollback"
-        runner = build_runner(p, read_only, need_color=p["strategy"] == "blue-green",
-                              run_command=module.run_command)
+        runner = build_runner(p, read_only, need_color=p["strategy"] == "blue-green", run_command=module.run_command)
         if p["mode"] == "verify_backup":
-            result = runner.verify_backup(p["version"], p["retention"])
-            if not result["ok"]:
-                bad = [name for name, rep in result["targets"].items() if not rep["ok"]]
-                first = result["targets"][bad[0]]["problems"][0]
-                module.fail_json(msg="rollback target not intact on %s: %s" % (", ".join(bad), first), **result)
-            for note in result["retention_warnings"]:
-                module.warn(note)
-        elif p["mode"] == "status":
-            result = status(runner.p, runner.store)
-        else:
-            result = measured_run(runner, p, lambda: runner.rollback(p["strategy"], p["version"], p["batch_size"],
-                                                                     p["default_weight"]))
-    except RolloutFailed as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    except PlatformError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+            return runner.verify_backup(p["version"], p["retention"])
+        if p["mode"] == "status":
+            return status(runner.p, runner.store)
+        return measured_run(runner, p, lambda: runner.rollback(
+            p["strategy"], p["version"], p["batch_size"], p["default_weight"]))
+
+    result = module_result(module, run)
+    if p["mode"] == "verify_backup":
+        if not result["ok"]:
+            bad = [name for name, rep in result["targets"].items() if not rep["ok"]]
+            first = result["targets"][bad[0]]["problems"][0]
+            module.fail_json(msg="rollback target not intact on %s: %s" % (", ".join(bad), first), **result)
+        for note in result["retention_warnings"]:
+            module.warn(note)
     module.exit_json(**result)
 
 

@@ -248,17 +248,14 @@ idle_targets:
   elements: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (
-    RolloutFailed,
     build_runner,
     common_argument_spec,
     measured_run,
+    module_result,
 )
-from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
 
 
 def main():
@@ -283,36 +280,29 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"public_key": "manifest"})
     p = module.params
-    try:
-        if p["strategy"] != "canary" and not p["version"]:
-            module.fail_json(msg="version is required for strategy %s" % p["strategy"])
-        if p["max_batches"] < 0:
-            module.fail_json(msg="invalid max_batches %d: expected 0 (all) or more" % p["max_batches"])
-        if p["keep_releases"] < 0 or p["keep_releases"] == 1:
-            module.fail_json(msg="invalid keep_releases %d: expected 0 (no pruning) or >= 2" % p["keep_releases"])
-        if p["phase"] != "full" and p["strategy"] != "blue-green":
-            module.fail_json(msg="phase %s is for strategy blue-green, not %s" % (p["phase"], p["strategy"]))
+    if p["strategy"] != "canary" and not p["version"]:
+        module.fail_json(msg="version is required for strategy %s" % p["strategy"])
+    if p["max_batches"] < 0:
+        module.fail_json(msg="invalid max_batches %d: expected 0 (all) or more" % p["max_batches"])
+    if p["keep_releases"] < 0 or p["keep_releases"] == 1:
+        module.fail_json(msg="invalid keep_releases %d: expected 0 (no pruning) or >= 2" % p["keep_releases"])
+    if p["phase"] != "full" and p["strategy"] != "blue-green":
+        module.fail_json(msg="phase %s is for strategy blue-green, not %s" % (p["phase"], p["strategy"]))
+
+    def deploy():
         runner = build_runner(p, module.check_mode, need_color=p["strategy"] == "blue-green",
                               run_command=_runner_command(module))
         if p["strategy"] == "rolling":
-            def run():
-                return runner.rolling(p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"],
-                                      p["keep_releases"])
-        elif p["strategy"] == "blue-green":
-            def run():
-                return runner.blue_green(p["version"], p["artifact"], p["checksum"], p["keep_previous_color"],
-                                         p["keep_releases"], p["phase"])
-        else:
-            def run():
-                return runner.canary(p["canary_action"], p["version"], p["artifact"], p["checksum"],
-                                     p["initial_traffic"], p["steps"], p["canary_count"], p["default_weight"],
-                                     p["batch_size"])
-        result = measured_run(runner, p, run)
-    except RolloutFailed as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    except PlatformError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
-    module.exit_json(**result)
+            return measured_run(runner, p, lambda: runner.rolling(
+                p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"], p["keep_releases"]))
+        if p["strategy"] == "blue-green":
+            return measured_run(runner, p, lambda: runner.blue_green(
+                p["version"], p["artifact"], p["checksum"], p["keep_previous_color"], p["keep_releases"], p["phase"]))
+        return measured_run(runner, p, lambda: runner.canary(
+            p["canary_action"], p["version"], p["artifact"], p["checksum"], p["initial_traffic"], p["steps"],
+            p["canary_count"], p["default_weight"], p["batch_size"]))
+
+    module.exit_json(**module_result(module, deploy))
 
 
 def _runner_command(module):

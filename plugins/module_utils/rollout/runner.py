@@ -8,6 +8,7 @@ Modules call ``build_runner`` (options -> platform factory -> state store -> Rol
 
 from __future__ import annotations
 
+import traceback
 import typing as t
 
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
@@ -15,6 +16,7 @@ from ansible_collections.meshos.release.plugins.module_utils.platform.base impor
     COUNTERS,
     ConfigError,
     Platform,
+    PlatformError,
 )
 from ansible_collections.meshos.release.plugins.module_utils.platform.factory import build_platform
 from ansible_collections.meshos.release.plugins.module_utils.platform.options import rollout_argument_spec
@@ -96,6 +98,17 @@ def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool 
                    ready_timeout=params["ready_timeout"], manifest=params.get("manifest"),
                    public_key=params.get("public_key"), require_checksum=bool(params.get("require_checksum")),
                    require_signature=bool(params.get("require_signature")), run_command=run_command)
+
+
+def module_result(module: t.Any, func: t.Callable[[], t.Dict[str, t.Any]]) -> t.Dict[str, t.Any]:
+    """FUNC's result, or the module failed with the one-line message (and, for a RolloutFailed, what was restored)."""
+    try:
+        return func()
+    except RolloutFailed as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    except PlatformError as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+    raise AssertionError("fail_json returned")  # pragma: no cover - AnsibleModule.fail_json exits
 
 
 def measured_run(runner: Rollout, params: t.Dict[str, t.Any], func: t.Callable[[], t.Dict[str, t.Any]],
