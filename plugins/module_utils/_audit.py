@@ -34,6 +34,9 @@ import math
 import os
 import re
 
+from ansible_collections.meshos.release.plugins.module_utils._fsutil import write_atomic
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+
 GENESIS = "0" * 64
 FIELDS = ("seq", "ts", "actor", "action", "version", "environment", "strategy", "result",
           "duration", "details", "prev_hash", "hash")
@@ -46,7 +49,7 @@ _ENTRY_CONTEXT = b"meshos-audit-entry-v1\n"
 _HEAD_CONTEXT = b"meshos-audit-head-v1\n"
 
 
-class AuditError(Exception):
+class AuditError(MeshosError):
     """Bad input or a log that cannot be appended to; the message is one line."""
 
 
@@ -99,19 +102,6 @@ def load_key(key=None, key_file=None):
         raise AuditError("%s is %d bytes long: use at least %d bytes (for example `openssl rand -hex 32`)"
                          % (source, len(raw), MIN_KEY_BYTES))
     return raw
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _os_reason(exc):
@@ -417,17 +407,4 @@ class AuditLog:
             head["keyed_from"] = keyed_from
         if self.key is not None:
             head["mac"] = head_mac(self.key, entry["seq"], entry["hash"], keyed_from)
-        tmp = "%s.tmp.%d" % (self.head_path, os.getpid())
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(head, f, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.head_path)
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_dir(self.head_path)
+        write_atomic(self.head_path, json.dumps(head, sort_keys=True))

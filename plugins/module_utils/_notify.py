@@ -22,12 +22,13 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from ansible_collections.meshos.release.plugins.module_utils._redact import redact_secrets, redact_text
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 CHANNEL_TYPES = ("webhook", "slack", "email", "file")
 URL_SCHEMES = ("http", "https")
 
 
-class NotifyError(Exception):
+class NotifyError(MeshosError):
     """Bad channel configuration (raised before anything is sent); the message is one line without secrets."""
 
 

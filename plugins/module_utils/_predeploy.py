@@ -33,6 +33,8 @@ import signal
 import subprocess
 import time
 
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+
 EXPECTED = ("empty", "success", "all_pass", "below_threshold", "no_critical")
 SCAN_EXPECTED = ("below_threshold", "no_critical")
 SEVERITIES = ("critical", "high", "moderate", "low", "info", "unknown")
@@ -70,7 +72,7 @@ _PASSED_RES = [
 ]
 
 
-class PredeployError(Exception):
+class PredeployError(MeshosError):
     """Bad input; one-line message naming the bad value and what is allowed."""
 
 

@@ -25,13 +25,15 @@ import json
 import os
 import re
 import socket
-import tempfile
+
+from ansible_collections.meshos.release.plugins.module_utils._fsutil import fsync_dir, write_atomic
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 ENV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_TTL = 4 * 3600
 
 
-class StateError(Exception):
+class StateError(MeshosError):
     """Bad input or an I/O problem; one-line message."""
 
 
@@ -84,31 +86,8 @@ def playbook_pid():
     return found
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write_json(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    write_atomic(path, json.dumps(data, sort_keys=True, indent=2) + "\n")
 
 
 class StateStore:
@@ -260,5 +239,5 @@ class StateStore:
                         self.describe(environment, current), holder, stale))
             if not check_mode:
                 os.unlink(path)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
         return True, current

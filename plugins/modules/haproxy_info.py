@@ -18,6 +18,7 @@ description:
   - Read only. Used by the troubleshooting runbooks (role C(meshos.release.runbook)).
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.platform.haproxy
 attributes:
   check_mode:
     support: full
@@ -25,10 +26,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  haproxy_socket:
-    description: HAProxy runtime API unix socket (C(stats socket ...)).
-    type: path
-    required: true
   backends:
     description: Only servers of these backends; empty means every backend.
     type: list
@@ -142,8 +139,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.meshos.release.plugins.module_utils._haproxy import HAProxyClient, _state_of
-from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
+from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient, _state_of
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
+from ansible_collections.meshos.release.plugins.module_utils.platform.options import HAPROXY_OPTIONS, merged
 
 
 def _int(value):
@@ -203,12 +201,11 @@ def proxy_counters(rows):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            haproxy_socket=dict(type="path", required=True),
+        argument_spec=merged(HAPROXY_OPTIONS, dict(
             backends=dict(type="list", elements="str", default=[]),
             timeout=dict(type="float", default=5.0),
             counters=dict(type="bool", default=False),
-        ),
+        )),
         supports_check_mode=True,
     )
     p = module.params

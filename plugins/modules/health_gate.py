@@ -40,7 +40,7 @@ description:
     windows, intervals and timeouts > 0, O(duration) >= 0 (V(0) is one evaluation).
   - 'The policy comes from O(profile) (the seed metric table, one list of checks per use) unless O(policy) is given;
     O(policy_overrides) change single checks of it. The profiles live in C(PROFILES) in
-    C(plugins/module_utils/_health_policy.py), the single place where the seed''s thresholds are kept; RV(policy)
+    C(plugins/module_utils/gate/policy.py), the single place where the seed''s thresholds are kept; RV(policy)
     returns the policy that was applied.'
   - Credentials embedded in O(prometheus_url), O(alertmanager_url) or O(targets) (user info, C(token=) style query
     values) are masked in every message and result.
@@ -470,7 +470,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.meshos.release.plugins.module_utils._health_policy import PolicyError, run_gate
+from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate
+from ansible_collections.meshos.release.plugins.module_utils.gate.policy import PolicyError
 from ansible_collections.meshos.release.plugins.module_utils._redact import is_secret_param, redact_text
 
 

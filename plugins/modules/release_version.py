@@ -442,8 +442,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.meshos.release.plugins.module_utils._manifest import ManifestError, verify
-from ansible_collections.meshos.release.plugins.module_utils._release import ReleaseError, create
+from ansible_collections.meshos.release.plugins.module_utils.release.manifest import ManifestError, verify
+from ansible_collections.meshos.release.plugins.module_utils.release.release import ReleaseError, create
 
 
 def _runner(module):

@@ -26,6 +26,9 @@ description:
     last operation. It changes nothing.
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.platform
+  - meshos.release.platform.haproxy
+  - meshos.release.platform.hosts
 attributes:
   check_mode:
     support: full
@@ -52,111 +55,6 @@ options:
       RV(retention_warnings), never a failure.
     type: int
     default: 5
-  environment:
-    description:
-      - Environment name, for example C(production). Selects the state file C(<state_dir>/<environment>.json).
-    type: str
-    required: true
-  state_dir:
-    description:
-      - Directory of the per-environment JSON state files (written atomically; a re-run resumes from them).
-    type: path
-    required: true
-  haproxy_socket:
-    description:
-      - HAProxy runtime API unix socket (C(stats socket ... level admin)).
-    type: path
-    required: true
-  backend:
-    description:
-      - HAProxy backend of targets that have no O(targets[].color) and no O(targets[].backend).
-    type: str
-    default: be_app
-  route_map:
-    description:
-      - HAProxy map file whose key C(active) names the backend the frontend routes to (C(be_app), C(be_blue),
-        C(be_green)). Required for blue-green.
-    type: path
-  targets:
-    description:
-      - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
-        storage); for remote hosts run per-host tasks with C(delegate_to).
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Instance name (letters, digits, C(_), C(.), C(-)).
-        type: str
-        required: true
-      server:
-        description: HAProxy server name; defaults to O(targets[].name).
-        type: str
-      backend:
-        description: HAProxy backend; defaults to C(be_<color>) for colored targets, else O(backend).
-        type: str
-      color:
-        description: C(blue) or C(green) for blue-green.
-        type: str
-        choices: [blue, green]
-      release_root:
-        description: Absolute directory holding C(releases/<version>/) and the C(current) symlink.
-        type: str
-        required: true
-      restart_command:
-        description:
-          - Command (no shell) restarting the instance on the new C(current); placeholders C({name}), C({host}),
-            C({version}), C({port}), C({release_root}).
-        type: str
-        required: true
-      ready_url:
-        description: URL answering 200 when the instance is ready.
-        type: str
-        required: true
-      status_url:
-        description: Optional URL returning JSON with C(version), used to detect an instance still running an old version.
-        type: str
-      weight:
-        description: Unused per-target weight hint (1-256); O(default_weight) is what is restored.
-        type: int
-      host:
-        description: Value for the C({host}) placeholder.
-        type: str
-      port:
-        description: Value for the C({port}) placeholder.
-        type: int
-  drain_timeout:
-    description: Seconds to wait for a drained server's sessions to end before failing.
-    type: float
-    default: 30.0
-  ready_timeout:
-    description: Seconds to wait for readiness (C(ready_url) 200, then HAProxy reporting the server UP).
-    type: float
-    default: 30.0
-  interval:
-    description: Polling interval in seconds.
-    type: float
-    default: 0.2
-  batch_size:
-    description: Hosts per rolling batch, a count (C(2)) or a percentage (C(25%)).
-    type: str
-    default: "1"
-  default_weight:
-    description: HAProxy weight restored after a canary on servers whose weight was not recorded at its start.
-    type: int
-    default: 100
-  haproxy_frontends:
-    description:
-      - HAProxy frontends whose C(req_tot) and C(hrsp_5xx) counters measure the requests and failed requests in
-        RV(traffic). Default is every HTTP frontend except those whose name starts with C(stats).
-    type: list
-    elements: str
-  measure_interval:
-    description:
-      - Seconds between two C(show stat) samples while the operation runs. A live backend with no ready server
-        between two samples counts as downtime for that interval (the resolution of the downtime in RV(traffic)).
-    type: float
-    default: 0.25
 seealso:
   - module: meshos.release.rollout_strategy
 """
@@ -261,37 +159,28 @@ removed_failed_release:
   type: dict
 traffic:
   description:
-    - What clients saw during the operation, measured from HAProxy's own counters (C(show stat)) sampled every
-      O(measure_interval) seconds. C(measured.source) is C(haproxy:<socket>); C(requests) and C(failed_requests) are
-      the increase of C(req_tot) and C(hrsp_5xx) on the frontends; C(downtime_seconds) is the time a live backend had
-      no ready server; C(window_seconds) the measured span; C(econ), C(eresp), C(backend_5xx), C(server_5xx), C(retries),
-      C(redispatches) the live backends' counters.
-    - "When nothing could be measured, C(measured) is C({source: null, reason: <why>}); never a made-up 0."
+    - What clients saw during the operation, measured from HAProxy's own counters; the same C(measured) dict as the
+      C(traffic) result of M(meshos.release.rollout_strategy), which documents each field. Never a made-up 0.
   returned: when a fleet-changing operation ran (also in the failure result)
   type: dict
   sample: {measured: {source: "haproxy:/run/haproxy/admin.sock", requests: 5230, failed_requests: 0,
            downtime_seconds: 0.0, window_seconds: 14.2, samples: 57}}
 restored:
-  description:
-    - On failure only (in the failure result); per target changed by the operation, whether it was switched back
-      and restarted on the version it ran before (C(restored)), or taken out of traffic (C(out_of_traffic)), with the error.
+  description: On failure only; per target, as the C(restored) result of M(meshos.release.rollout_strategy).
   returned: on failure
   type: list
   elements: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.meshos.release.plugins.module_utils._rollout import (
-    RolloutFailed,
+from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (
     build_runner,
     common_argument_spec,
     measured_run,
+    module_result,
     status,
 )
-from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
 
 
 def main():
@@ -304,27 +193,25 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    try:
+
+    def run():
         read_only = module.check_mode or p["mode"] != "rollback"
-        runner = build_runner(p, read_only, need_color=p["strategy"] == "blue-green",
-                              run_command=module.run_command)
+        runner = build_runner(p, read_only, need_color=p["strategy"] == "blue-green", run_command=module.run_command)
         if p["mode"] == "verify_backup":
-            result = runner.verify_backup(p["version"], p["retention"])
-            if not result["ok"]:
-                bad = [name for name, rep in result["targets"].items() if not rep["ok"]]
-                first = result["targets"][bad[0]]["problems"][0]
-                module.fail_json(msg="rollback target not intact on %s: %s" % (", ".join(bad), first), **result)
-            for note in result["retention_warnings"]:
-                module.warn(note)
-        elif p["mode"] == "status":
-            result = status(runner.p, runner.store)
-        else:
-            result = measured_run(runner, p, lambda: runner.rollback(p["strategy"], p["version"], p["batch_size"],
-                                                                     p["default_weight"]))
-    except RolloutFailed as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    except PlatformError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+            return runner.verify_backup(p["version"], p["retention"])
+        if p["mode"] == "status":
+            return status(runner.p, runner.store)
+        return measured_run(runner, p, lambda: runner.rollback(
+            p["strategy"], p["version"], p["batch_size"], p["default_weight"]))
+
+    result = module_result(module, run)
+    if p["mode"] == "verify_backup":
+        if not result["ok"]:
+            bad = [name for name, rep in result["targets"].items() if not rep["ok"]]
+            first = result["targets"][bad[0]]["problems"][0]
+            module.fail_json(msg="rollback target not intact on %s: %s" % (", ".join(bad), first), **result)
+        for note in result["retention_warnings"]:
+            module.warn(note)
     module.exit_json(**result)
 
 

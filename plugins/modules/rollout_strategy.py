@@ -26,6 +26,9 @@ description:
   - Paths are local to the machine running the module (the lab, or shared storage); see O(targets).
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.platform
+  - meshos.release.platform.haproxy
+  - meshos.release.platform.hosts
 attributes:
   check_mode:
     support: full
@@ -109,111 +112,6 @@ options:
     description: Canary only; how many targets (the first ones listed) run the canary.
     type: int
     default: 1
-  environment:
-    description:
-      - Environment name, for example C(production). Selects the state file C(<state_dir>/<environment>.json).
-    type: str
-    required: true
-  state_dir:
-    description:
-      - Directory of the per-environment JSON state files (written atomically; a re-run resumes from them).
-    type: path
-    required: true
-  haproxy_socket:
-    description:
-      - HAProxy runtime API unix socket (C(stats socket ... level admin)).
-    type: path
-    required: true
-  backend:
-    description:
-      - HAProxy backend of targets that have no O(targets[].color) and no O(targets[].backend).
-    type: str
-    default: be_app
-  route_map:
-    description:
-      - HAProxy map file whose key C(active) names the backend the frontend routes to (C(be_app), C(be_blue),
-        C(be_green)). Required for blue-green.
-    type: path
-  targets:
-    description:
-      - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
-        storage); for remote hosts run per-host tasks with C(delegate_to).
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Instance name (letters, digits, C(_), C(.), C(-)).
-        type: str
-        required: true
-      server:
-        description: HAProxy server name; defaults to O(targets[].name).
-        type: str
-      backend:
-        description: HAProxy backend; defaults to C(be_<color>) for colored targets, else O(backend).
-        type: str
-      color:
-        description: C(blue) or C(green) for blue-green.
-        type: str
-        choices: [blue, green]
-      release_root:
-        description: Absolute directory holding C(releases/<version>/) and the C(current) symlink.
-        type: str
-        required: true
-      restart_command:
-        description:
-          - Command (no shell) restarting the instance on the new C(current); placeholders C({name}), C({host}),
-            C({version}), C({port}), C({release_root}).
-        type: str
-        required: true
-      ready_url:
-        description: URL answering 200 when the instance is ready.
-        type: str
-        required: true
-      status_url:
-        description: Optional URL returning JSON with C(version), used to detect an instance still running an old version.
-        type: str
-      weight:
-        description: Unused per-target weight hint (1-256); O(default_weight) is what is restored.
-        type: int
-      host:
-        description: Value for the C({host}) placeholder.
-        type: str
-      port:
-        description: Value for the C({port}) placeholder.
-        type: int
-  drain_timeout:
-    description: Seconds to wait for a drained server's sessions to end before failing.
-    type: float
-    default: 30.0
-  ready_timeout:
-    description: Seconds to wait for readiness (C(ready_url) 200, then HAProxy reporting the server UP).
-    type: float
-    default: 30.0
-  interval:
-    description: Polling interval in seconds.
-    type: float
-    default: 0.2
-  batch_size:
-    description: Hosts per rolling batch, a count (C(2)) or a percentage (C(25%)).
-    type: str
-    default: "1"
-  default_weight:
-    description: HAProxy weight restored after a canary on servers whose weight was not recorded at its start.
-    type: int
-    default: 100
-  haproxy_frontends:
-    description:
-      - HAProxy frontends whose C(req_tot) and C(hrsp_5xx) counters measure the requests and failed requests in
-        RV(traffic). Default is every HTTP frontend except those whose name starts with C(stats).
-    type: list
-    elements: str
-  measure_interval:
-    description:
-      - Seconds between two C(show stat) samples while the operation runs. A live backend with no ready server
-        between two samples counts as downtime for that interval (the resolution of the downtime in RV(traffic)).
-    type: float
-    default: 0.25
 notes:
   - On a failure at any step (install, restart, readiness, HAProxy) every target the operation changed is switched back
     to the release it ran before, restarted and re-enabled (weights back to their recorded values) before the task
@@ -350,17 +248,14 @@ idle_targets:
   elements: dict
 """
 
-import traceback
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.meshos.release.plugins.module_utils._rollout import (
-    RolloutFailed,
+from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (
     build_runner,
     common_argument_spec,
     measured_run,
+    module_result,
 )
-from ansible_collections.meshos.release.plugins.module_utils.platform import PlatformError
 
 
 def main():
@@ -385,36 +280,29 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"public_key": "manifest"})
     p = module.params
-    try:
-        if p["strategy"] != "canary" and not p["version"]:
-            module.fail_json(msg="version is required for strategy %s" % p["strategy"])
-        if p["max_batches"] < 0:
-            module.fail_json(msg="invalid max_batches %d: expected 0 (all) or more" % p["max_batches"])
-        if p["keep_releases"] < 0 or p["keep_releases"] == 1:
-            module.fail_json(msg="invalid keep_releases %d: expected 0 (no pruning) or >= 2" % p["keep_releases"])
-        if p["phase"] != "full" and p["strategy"] != "blue-green":
-            module.fail_json(msg="phase %s is for strategy blue-green, not %s" % (p["phase"], p["strategy"]))
+    if p["strategy"] != "canary" and not p["version"]:
+        module.fail_json(msg="version is required for strategy %s" % p["strategy"])
+    if p["max_batches"] < 0:
+        module.fail_json(msg="invalid max_batches %d: expected 0 (all) or more" % p["max_batches"])
+    if p["keep_releases"] < 0 or p["keep_releases"] == 1:
+        module.fail_json(msg="invalid keep_releases %d: expected 0 (no pruning) or >= 2" % p["keep_releases"])
+    if p["phase"] != "full" and p["strategy"] != "blue-green":
+        module.fail_json(msg="phase %s is for strategy blue-green, not %s" % (p["phase"], p["strategy"]))
+
+    def deploy():
         runner = build_runner(p, module.check_mode, need_color=p["strategy"] == "blue-green",
                               run_command=_runner_command(module))
         if p["strategy"] == "rolling":
-            def run():
-                return runner.rolling(p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"],
-                                      p["keep_releases"])
-        elif p["strategy"] == "blue-green":
-            def run():
-                return runner.blue_green(p["version"], p["artifact"], p["checksum"], p["keep_previous_color"],
-                                         p["keep_releases"], p["phase"])
-        else:
-            def run():
-                return runner.canary(p["canary_action"], p["version"], p["artifact"], p["checksum"],
-                                     p["initial_traffic"], p["steps"], p["canary_count"], p["default_weight"],
-                                     p["batch_size"])
-        result = measured_run(runner, p, run)
-    except RolloutFailed as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    except PlatformError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
-    module.exit_json(**result)
+            return measured_run(runner, p, lambda: runner.rolling(
+                p["version"], p["artifact"], p["checksum"], p["batch_size"], p["max_batches"], p["keep_releases"]))
+        if p["strategy"] == "blue-green":
+            return measured_run(runner, p, lambda: runner.blue_green(
+                p["version"], p["artifact"], p["checksum"], p["keep_previous_color"], p["keep_releases"], p["phase"]))
+        return measured_run(runner, p, lambda: runner.canary(
+            p["canary_action"], p["version"], p["artifact"], p["checksum"], p["initial_traffic"], p["steps"],
+            p["canary_count"], p["default_weight"], p["batch_size"]))
+
+    module.exit_json(**module_result(module, deploy))
 
 
 def _runner_command(module):

@@ -38,7 +38,7 @@ _value:
   type: bool
 """
 
-from ansible_collections.meshos.release.plugins.module_utils._semver import SemverError, validate_version
+from ansible_collections.meshos.release.plugins.module_utils.release.semver import SemverError, validate_version
 
 
 def valid_version(value):

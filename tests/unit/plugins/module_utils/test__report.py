@@ -10,16 +10,15 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ansible_collections.meshos.release.plugins.module_utils._report import (
-    MeasurementError,
     fmt_downtime,
     measured_impact,
     measurement,
     metrics_markdown,
-    parse_amount,
     release_timeline,
     rollback_events,
     success_metrics,
 )
+from ansible_collections.meshos.release.plugins.module_utils._report_events import MeasurementError, parse_amount
 
 SOCK = "haproxy:/tmp/meshos-lab/haproxy/admin.sock"
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+
 SEMVER_PATTERN = (
     r"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<prerelease>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
@@ -22,7 +24,7 @@ _ALLOWED_VERSION = ("use a semantic version MAJOR.MINOR.PATCH[-PRERELEASE][+BUIL
                     "at most %d characters, without a 'v' prefix, spaces or control characters" % MAX_VERSION_LENGTH)
 
 
-class SemverError(ValueError):
+class SemverError(MeshosError, ValueError):
     """An invalid version or identifier; the message is one line."""
 
 

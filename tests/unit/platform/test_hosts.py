@@ -10,16 +10,16 @@ import tarfile
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._hosts import (
+from ansible_collections.meshos.release.plugins.module_utils._fsutil import sha256_file
+from ansible_collections.meshos.release.plugins.module_utils.platform.hosts import parse_targets
+from ansible_collections.meshos.release.plugins.module_utils.platform.releases import (
     install_release,
-    parse_targets,
     prune_releases,
-    sha256_file,
     sort_versions,
     switch_current,
     verify_release,
 )
-from ansible_collections.meshos.release.plugins.module_utils.platform import (
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
     ChecksumError,
     ConfigError,
     VersionNotInstalledError,
@@ -107,21 +107,21 @@ def test_parse_targets_errors():
 # ---------------------------------------------------------------------------- disk full, steady-state retention
 
 def test_install_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    from ansible_collections.meshos.release.plugins.module_utils import _hosts
-    from ansible_collections.meshos.release.plugins.module_utils.platform import InstallError
+    from ansible_collections.meshos.release.plugins.module_utils.platform import releases
+    from ansible_collections.meshos.release.plugins.module_utils.platform.base import InstallError
     art = _artifact(tmp_path / "a.tar.gz", "5.1.0")
     root = str(tmp_path / "host")
 
     def full(src, dst, *args):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(_hosts.shutil, "copyfileobj", full)
+    monkeypatch.setattr(releases.shutil, "copyfileobj", full)
     with pytest.raises(InstallError, match=r"cannot install 5\.1\.0 into .*: No space left on device$"):
         install_release(root, "5.1.0", art)
     assert os.listdir(os.path.join(root, "releases")) == []  # no staging directory left behind
 
 
 def test_install_into_a_read_only_release_dir(tmp_path):
-    from ansible_collections.meshos.release.plugins.module_utils.platform import InstallError
+    from ansible_collections.meshos.release.plugins.module_utils.platform.base import InstallError
     if os.geteuid() == 0:
         pytest.skip("root ignores directory modes")
     art = _artifact(tmp_path / "a.tar.gz", "5.1.0")
@@ -166,17 +166,23 @@ class _Fleet:
     """Hosts with real release directories; 'processes' are the release.json of `current` at the last restart."""
 
     def __init__(self, tmp_path, monkeypatch, names=("app1", "app2")):
-        from ansible_collections.meshos.release.plugins.module_utils import _hosts
+        from ansible_collections.meshos.release.plugins.module_utils.platform import hosts
+        from ansible_collections.meshos.release.plugins.module_utils.platform.base import Platform
+        from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy_router import HAProxyRouter
         self.tmp = tmp_path
         self.running = {}
         self.haproxy = _FakeHAProxy(names)
         self.targets = parse_targets([{"name": n, "release_root": str(tmp_path / n), "restart_command": "restart {name}",
                                        "ready_url": "http://fake/%s/ready" % n} for n in names])
         ticks = iter(range(10 ** 6))
-        self.platform = _hosts.HostsPlatform(self.haproxy, self.targets, interval=0.01, command_timeout=3,
-                                             run_command=self.restart, sleep=lambda s: None,
-                                             clock=lambda: float(next(ticks)))
-        monkeypatch.setattr(_hosts, "_http_status", self.http)
+
+        def clock():
+            return float(next(ticks))
+        self.fleet = hosts.HostsFleet(self.targets, interval=0.01, command_timeout=3, run_command=self.restart,
+                                      sleep=lambda s: None, clock=clock)
+        self.platform = Platform(self.fleet, HAProxyRouter(self.haproxy, interval=0.01, sleep=lambda s: None,
+                                                           clock=clock))
+        monkeypatch.setattr(hosts, "_http_status", self.http)
 
     def restart(self, argv):
         name = argv[-1]
@@ -203,7 +209,7 @@ class _Fleet:
         return str(path)
 
     def runner(self, ready_timeout=3):
-        from ansible_collections.meshos.release.plugins.module_utils._rollout import Rollout, StateStore
+        from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import Rollout, StateStore
         return Rollout(self.platform, StateStore(str(self.tmp / "state"), "prod"), drain_timeout=3,
                        ready_timeout=ready_timeout, clock=lambda: 0.0)
 
@@ -214,7 +220,7 @@ class _Fleet:
 @pytest.mark.parametrize("fault", ["health_fail", "crash_on_start", "error_ratio"])
 def test_a_failed_eighth_release_rolls_back_at_steady_state_retention(tmp_path, monkeypatch, fault):
     """Issue 9: 7 releases deployed (5 kept), the 8th fails; the rollback completes and retention stays 5."""
-    from ansible_collections.meshos.release.plugins.module_utils._rollout import RolloutFailed
+    from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import RolloutFailed
     fleet = _Fleet(tmp_path, monkeypatch)
     for minor in range(1, 8):
         version = "5.%d.0" % minor
@@ -241,7 +247,7 @@ def test_a_failed_eighth_release_rolls_back_at_steady_state_retention(tmp_path, 
         assert fleet.runner().rollback(None, None)["status"] == "complete"
     for target in fleet.targets:
         name = target.name
-        assert fleet.platform.current_version(target) == "5.7.0"
+        assert fleet.fleet.current_version(target) == "5.7.0"
         assert fleet.running[name]["version"] == "5.7.0" and fleet.haproxy.state[name] == "ready"
         assert fleet.releases(name) == ["5.3.0", "5.4.0", "5.5.0", "5.6.0", "5.7.0"]
     # and the next good release deploys normally
@@ -249,26 +255,26 @@ def test_a_failed_eighth_release_rolls_back_at_steady_state_retention(tmp_path, 
 
 
 def test_failing_restart_never_leaves_current_switched_while_the_old_process_runs(tmp_path, monkeypatch):
-    from ansible_collections.meshos.release.plugins.module_utils._rollout import RolloutFailed
+    from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import RolloutFailed
     fleet = _Fleet(tmp_path, monkeypatch)
     fleet.runner().rolling("5.1.0", fleet.artifact("5.1.0"), keep_releases=5)
     with pytest.raises(RolloutFailed) as exc:
         fleet.runner().rolling("5.2.0", fleet.artifact("5.2.0", crash_on_start=True), keep_releases=5)
     assert "restart of app1 failed (exit 1)" in str(exc.value)
     for target in fleet.targets:
-        assert fleet.platform.current_version(target) == "5.1.0"
+        assert fleet.fleet.current_version(target) == "5.1.0"
         assert fleet.running[target.name]["version"] == "5.1.0"
         assert fleet.haproxy.state[target.name] == "ready"
 
 
 def test_a_broken_restart_command_puts_current_back_and_re_enables_the_old_process(tmp_path, monkeypatch):
-    from ansible_collections.meshos.release.plugins.module_utils._rollout import RolloutFailed
+    from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import RolloutFailed
     fleet = _Fleet(tmp_path, monkeypatch)
     fleet.runner().rolling("5.1.0", fleet.artifact("5.1.0"), keep_releases=5)
-    fleet.platform.run_command = lambda argv: (127, "", "restart: command not found")
+    fleet.fleet.run_command = lambda argv: (127, "", "restart: command not found")
     fleet.targets[0].extra["status_url"] = "http://fake/app1/status"
     with pytest.raises(RolloutFailed, match="restart: command not found.*restored app1 to 5.1.0") as exc:
         fleet.runner().rolling("5.2.0", fleet.artifact("5.2.0"), keep_releases=5)
     assert "old process still serves 5.1.0" in exc.value.result["restored"][0]["note"]
-    assert fleet.platform.current_version(fleet.targets[0]) == "5.1.0"
+    assert fleet.fleet.current_version(fleet.targets[0]) == "5.1.0"
     assert fleet.running["app1"]["version"] == "5.1.0" and fleet.haproxy.state["app1"] == "ready"

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils import _manifest
-from ansible_collections.meshos.release.plugins.module_utils._manifest import ManifestError
+from ansible_collections.meshos.release.plugins.module_utils.release import manifest as _manifest
+from ansible_collections.meshos.release.plugins.module_utils.release.manifest import ManifestError
 
 
 def _write(tmp_path, artifacts):

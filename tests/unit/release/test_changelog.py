@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from ansible_collections.meshos.release.plugins.module_utils import _changelog
-from ansible_collections.meshos.release.plugins.module_utils._conventional import parse_message
+from ansible_collections.meshos.release.plugins.module_utils.release import changelog as _changelog
+from ansible_collections.meshos.release.plugins.module_utils.release.conventional import parse_message
 
 
 def _commits():

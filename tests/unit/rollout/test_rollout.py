@@ -9,105 +9,21 @@ import shutil
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._rollout import (
-    Rollout,
+from ansible_collections.meshos.release.plugins.module_utils.rollout.common import (
     RolloutFailed,
-    status,
-    StateStore,
-    canary_weights,
     parse_batch_size,
     validate_canary,
 )
-from ansible_collections.meshos.release.plugins.module_utils.platform import (
+from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import Rollout, status
+from ansible_collections.meshos.release.plugins.module_utils.rollout.state import StateStore
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
+    COUNTERS,
     ChecksumError,
-    CommandError,
     ConfigError,
-    InstallError,
-    Platform,
-    Target,
     VersionNotInstalledError,
 )
-
-
-class FakePlatform(Platform):
-    """In-memory platform: records every call."""
-
-    def __init__(self, names, version="5.0.0", installed=("5.0.0", "5.1.0"), colors=None):
-        self._t = [Target(n, backend="be_app", color=(colors or {}).get(n, ""), state="ready", weight=100)
-                   for n in names]
-        self.current = dict((n, version) for n in names)
-        self.installed = dict((n, list(installed)) for n in names)
-        self.weights = dict((n, 100) for n in names)
-        self.color = "blue"
-        self.calls = []
-        self.fail_on = None
-        self.fail_version = None
-        self.fail_install = None
-
-    def targets(self):
-        return self._t
-
-    def current_version(self, target):
-        return self.current[target.name]
-
-    def installed_versions(self, target):
-        return self.installed[target.name]
-
-    def install(self, target, version, artifact=None, checksum=None):
-        self.calls.append(("install", target.name, version))
-        if self.fail_install == target.name:
-            raise InstallError("cannot install %s into /srv/%s/releases/%s: No space left on device"
-                               % (version, target.name, version))
-        if version not in self.installed[target.name]:
-            self.installed[target.name].append(version)
-            return True
-        return False
-
-    def activate(self, target, version, force_restart=False):
-        self.calls.append(("activate", target.name, version))
-        if self.fail_on == target.name and (self.fail_version is None or self.fail_version == version):
-            # like a failing restart_command: `current` is already switched when the restart fails
-            self.current[target.name] = version
-            raise CommandError("restart of %s failed (exit 1): boom" % target.name)
-        changed = self.current[target.name] != version
-        self.current[target.name] = version
-        return changed
-
-    def disable(self, target):
-        self.calls.append(("disable", target.name))
-        target.state = "maint"
-        return True
-
-    def remove(self, target, version):
-        if version in self.installed[target.name] and self.current[target.name] != version:
-            self.installed[target.name].remove(version)
-            self.calls.append(("remove", target.name, version))
-            return True
-        return False
-
-    def drain(self, target, timeout):
-        self.calls.append(("drain", target.name))
-        target.state = "drain"
-        return True
-
-    def enable(self, target):
-        self.calls.append(("enable", target.name))
-        target.state = "ready"
-        return True
-
-    def set_weight(self, target, weight):
-        self.calls.append(("weight", target.name, weight))
-        self.weights[target.name] = weight
-        return True
-
-    def active_color(self):
-        return self.color
-
-    def switch_traffic(self, color):
-        self.calls.append(("switch", color))
-        changed = self.color != color
-        self.color = color
-        return changed
+from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy_router import canary_weights
+from ansible_collections.meshos.release.tests.unit.platform.fake_backend import FakePlatform
 
 
 def _runner(tmp_path, platform, check_mode=False):
@@ -338,7 +254,7 @@ def test_a_failed_canary_promote_returns_fleet_and_weights(tmp_path):
 # ---------------------------------------------------------------------------- artifact verification (issue 16)
 
 def _manifest(tmp_path, version, artifact, sha=None):
-    from ansible_collections.meshos.release.plugins.module_utils._hosts import sha256_file
+    from ansible_collections.meshos.release.plugins.module_utils._fsutil import sha256_file
     path = tmp_path / ("release-%s.json" % version)
     path.write_text(json.dumps({"version": version, "artifacts": [
         {"name": os.path.basename(artifact), "sha256": sha or sha256_file(artifact)}]}))
@@ -380,7 +296,7 @@ def test_require_checksum_refuses_an_unchecked_artifact(tmp_path):
 @pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="ssh-keygen not installed")
 def test_manifest_signature_is_verified(tmp_path):
     import subprocess
-    from ansible_collections.meshos.release.plugins.module_utils import _manifest as mf
+    from ansible_collections.meshos.release.plugins.module_utils.release import manifest as mf
 
     def run(argv, data=None):
         proc = subprocess.run(argv, input=data if isinstance(data, bytes) else (data or "").encode(),
@@ -465,11 +381,18 @@ class _Meter:
                 "live": self.live()}
 
 
+class _CountingPlatform(FakePlatform):
+    """The fake with the COUNTERS capability: a meter over its live routes."""
+
+    capabilities = FakePlatform.capabilities | {COUNTERS}
+
+    def traffic_meter(self, targets, frontends=None, interval=0.25, factory=None):
+        return factory(None, lambda: self.live_routes(targets), frontends=frontends, interval=interval).start()
+
+
 def test_measured_run_attaches_traffic_to_success_and_failure(tmp_path):
-    from ansible_collections.meshos.release.plugins.module_utils._rollout import measured_run
-    platform = FakePlatform(["a", "b"])
-    platform.haproxy = type("H", (), {"check": lambda self: None})()
-    platform._targets = platform.targets()
+    from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import measured_run
+    platform = _CountingPlatform(["a", "b"])
     runner = _runner(tmp_path, platform)
     result = measured_run(runner, {}, lambda: runner.rolling("5.1.0", keep_releases=0), meter_factory=_Meter)
     assert result["traffic"]["measured"]["source"] == "haproxy:/fake"

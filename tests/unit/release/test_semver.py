@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._semver import (
+from ansible_collections.meshos.release.plugins.module_utils.release.semver import (
     SemverError, TagPattern, Version, next_prerelease, validate_identifier, validate_version,
 )
 

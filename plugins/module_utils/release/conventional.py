@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.meshos.release.plugins.module_utils._semver import SemverError
+from ansible_collections.meshos.release.plugins.module_utils.release.semver import SemverError
 
 _HEADER_RE = re.compile(r"^(?P<type>[A-Za-z][A-Za-z0-9_-]*)(?:\((?P<scope>[^()\r\n]*)\))?(?P<bang>!)?:[ \t]+(?P<subject>\S.*)$")
 _BREAKING_RE = re.compile(r"^BREAKING[ -]CHANGE(?::[ \t]*|[ \t]+#)(?P<value>.*)$")

@@ -9,10 +9,9 @@ import math
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._health_policy import (
-    PROFILES, PolicyError, build_policy, run_gate,
-)
-from ansible_collections.meshos.release.plugins.module_utils._health_sources import SourceError
+from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate
+from ansible_collections.meshos.release.plugins.module_utils.gate.policy import PROFILES, PolicyError, build_policy
+from ansible_collections.meshos.release.plugins.module_utils.gate.sources import SourceError
 
 PROM = "http://gate:s3cr3t-pass@prom.example:9090"
 AM = "http://am.example:9093/?token=am-t0ken-value"

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._haproxy import HAProxyClient, HAProxyError
-from ansible_collections.meshos.release.plugins.module_utils.platform import ConfigError, NotFoundError
+from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient, HAProxyError
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import ConfigError, NotFoundError
 
 STAT = ("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,"
         "act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,"
@@ -108,7 +108,7 @@ def test_permission_denied(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- TrafficMeter
 
-from ansible_collections.meshos.release.plugins.module_utils._haproxy import TrafficMeter  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import TrafficMeter  # noqa: E402
 
 
 class _StatClient:

@@ -8,11 +8,10 @@ import math
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._health_policy import (
-    DEFAULT_POLICY, PolicyError, build_policy, run_gate,
-)
-from ansible_collections.meshos.release.plugins.module_utils._health_sources import SourceError, _parse_response
-from ansible_collections.meshos.release.plugins.module_utils._stats import (
+from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate
+from ansible_collections.meshos.release.plugins.module_utils.gate.policy import DEFAULT_POLICY, PolicyError, build_policy
+from ansible_collections.meshos.release.plugins.module_utils.gate.sources import SourceError, _parse_response
+from ansible_collections.meshos.release.plugins.module_utils.gate.stats import (
     bucket_delta, counter_delta, histogram_buckets, histogram_quantile, mann_whitney_u, parse_duration,
     parse_exposition, rate,
 )

@@ -9,7 +9,8 @@ A runner is ``run(argv, cwd=None, data=None) -> (rc, stdout, stderr)`` with text
 
 from __future__ import annotations
 
-from ansible_collections.meshos.release.plugins.module_utils._conventional import parse_message
+from ansible_collections.meshos.release.plugins.module_utils.release.conventional import parse_message
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 
 RS = "\x1e"
 US = "\x1f"
@@ -17,7 +18,7 @@ LOG_FORMAT = "%x1e%m%x1f%H%x1f%P%x1f%B"
 TAG_FORMAT = "%(refname:strip=2)%1f%(objectname)%1f%(*objectname)"
 
 
-class GitError(Exception):
+class GitError(MeshosError):
     """A failed git call; the message is one line."""
 
 

@@ -13,10 +13,9 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.meshos.release.plugins.module_utils._health_policy import (
-    Gate, PolicyError, build_policy, run_gate,
-)
-from ansible_collections.meshos.release.plugins.module_utils._health_sources import SourceError
+from ansible_collections.meshos.release.plugins.module_utils.gate.loop import Gate, run_gate
+from ansible_collections.meshos.release.plugins.module_utils.gate.policy import PolicyError, build_policy
+from ansible_collections.meshos.release.plugins.module_utils.gate.sources import SourceError
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

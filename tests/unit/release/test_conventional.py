@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils._conventional import (
+from ansible_collections.meshos.release.plugins.module_utils.release.conventional import (
     bump_for, count_types, drop_reverted, parse_message, validate_types,
 )
-from ansible_collections.meshos.release.plugins.module_utils._semver import SemverError
+from ansible_collections.meshos.release.plugins.module_utils.release.semver import SemverError
 
 
 def test_plain_header():

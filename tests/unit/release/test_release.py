@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from ansible_collections.meshos.release.plugins.module_utils import _release
-from ansible_collections.meshos.release.plugins.module_utils._release import ReleaseError
+from ansible_collections.meshos.release.plugins.module_utils.release import release as _release
+from ansible_collections.meshos.release.plugins.module_utils.release.release import ReleaseError
 
 HEAD = "f" * 40
 

@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Module options, one dict per group; each matches a section of ``plugins/doc_fragments/platform.py``.
+
+==================  ==========================================  ==========================================
+dict                doc fragment                                used by
+==================  ==========================================  ==========================================
+ROLLOUT_OPTIONS     meshos.release.platform                     rollout_strategy, rollback
+HAPROXY_OPTIONS     meshos.release.platform.haproxy             rollout_strategy, rollback, haproxy_info
+HOSTS_OPTIONS       meshos.release.platform.hosts               rollout_strategy, rollback
+==================  ==========================================  ==========================================
+
+A new backend adds its own group (and fragment section) and an entry in ``factory.BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import copy
+import typing as t
+
+# the operation: state file, timeouts, batching, measurement; the backend is chosen by ``platform``
+ROLLOUT_OPTIONS = dict(
+    platform=dict(type="str", default="hosts"),
+    environment=dict(type="str", required=True),
+    state_dir=dict(type="path", required=True),
+    drain_timeout=dict(type="float", default=30.0),
+    ready_timeout=dict(type="float", default=30.0),
+    interval=dict(type="float", default=0.2),
+    batch_size=dict(type="str", default="1"),
+    default_weight=dict(type="int", default=100),
+    measure_interval=dict(type="float", default=0.25),
+)  # type: t.Dict[str, t.Any]
+
+# the HAProxy runtime API (the hosts backend's traffic router)
+HAPROXY_OPTIONS = dict(
+    haproxy_socket=dict(type="path", required=True),
+)  # type: t.Dict[str, t.Any]
+
+# the hosts backend: instances with release directories behind HAProxy backends
+HOSTS_OPTIONS = dict(
+    backend=dict(type="str", default="be_app"),
+    route_map=dict(type="path"),
+    targets=dict(type="list", elements="dict", required=True, options=dict(
+        name=dict(type="str", required=True),
+        server=dict(type="str"),
+        backend=dict(type="str"),
+        color=dict(type="str", choices=["blue", "green"]),
+        release_root=dict(type="str", required=True),
+        restart_command=dict(type="str", required=True),
+        ready_url=dict(type="str", required=True),
+        status_url=dict(type="str"),
+        weight=dict(type="int"),
+        host=dict(type="str"),
+        port=dict(type="int"),
+    )),
+    haproxy_frontends=dict(type="list", elements="str"),
+)  # type: t.Dict[str, t.Any]
+
+
+def merged(*groups: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+    """A fresh argument spec from option groups (deep copies: AnsibleModule may annotate them)."""
+    spec = {}  # type: t.Dict[str, t.Any]
+    for group in groups:
+        spec.update(copy.deepcopy(group))
+    return spec
+
+
+def rollout_argument_spec() -> t.Dict[str, t.Any]:
+    """Options shared by rollout_strategy and rollback (documented by the three platform fragments)."""
+    return merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS)

@@ -1,0 +1,138 @@
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The runner: ``Rollout`` (core + one mixin per strategy), ``status``, and the module glue (spec, build, measure).
+
+Modules call ``build_runner`` (options -> platform factory -> state store -> Rollout) and ``measured_run``.
+"""
+
+from __future__ import annotations
+
+import traceback
+import typing as t
+
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
+    COLOR_ROUTE,
+    COUNTERS,
+    ConfigError,
+    Platform,
+    PlatformError,
+)
+from ansible_collections.meshos.release.plugins.module_utils.platform.factory import build_platform
+from ansible_collections.meshos.release.plugins.module_utils.platform.options import rollout_argument_spec
+from ansible_collections.meshos.release.plugins.module_utils.platform.releases import check_version
+from ansible_collections.meshos.release.plugins.module_utils.rollout.blue_green import BlueGreenMixin
+from ansible_collections.meshos.release.plugins.module_utils.rollout.canary import CanaryMixin
+from ansible_collections.meshos.release.plugins.module_utils.rollout.common import RolloutFailed, parse_batch_size
+from ansible_collections.meshos.release.plugins.module_utils.rollout.core import RunnerCore
+from ansible_collections.meshos.release.plugins.module_utils.rollout.restore import RestoreMixin
+from ansible_collections.meshos.release.plugins.module_utils.rollout.rollback import RollbackMixin
+from ansible_collections.meshos.release.plugins.module_utils.rollout.rolling import RollingMixin
+from ansible_collections.meshos.release.plugins.module_utils.rollout.state import StateStore
+
+
+class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreMixin, RunnerCore):
+    """Strategies and rollback over ``platform.fleet`` and ``platform.router`` (``platform/base.py``)."""
+
+
+def status(platform: Platform, store: StateStore) -> t.Dict[str, t.Any]:
+    """Versions, HAProxy states and weights; ``healthy`` only when nothing is off (no canary weights left)."""
+    targets = platform.targets()
+    versions = dict((tg.name, tg.version) for tg in targets)
+    color = None
+    if platform.router.supports(COLOR_ROUTE):
+        try:
+            color = platform.router.active_color()
+        except ConfigError:
+            color = None
+    op = store.operation or {}
+    normal = store.data.get("normal_weights") or {}
+    live = [tg for tg in targets if not tg.color or tg.color == color]
+    problems = []
+    live_versions = set(versions[tg.name] for tg in live)
+    if len(live_versions) > 1:
+        problems.append("mixed versions in traffic: %s" % ", ".join(
+            "%s=%s" % (tg.name, versions[tg.name]) for tg in live))
+    for tg in live:
+        if tg.state != "ready":
+            problems.append("%s is %s in HAProxy" % (tg.name, tg.state))
+        want = normal.get(tg.name)
+        if want is not None and tg.weight != want:
+            problems.append("%s has weight %d, its normal weight is %d" % (tg.name, tg.weight, want))
+    if op.get("status") == "in_progress":
+        problems.append("%s %s of %s in progress" % (op.get("strategy"), op.get("kind"), op.get("version")))
+    if op.get("status") == "failed":
+        problems.append("last %s of %s failed" % (op.get("kind"), op.get("version")))
+    return {"changed": False, "targets": [tg.as_dict() for tg in targets], "versions": versions,
+            "mixed_versions": len(set(versions.values())) > 1, "active_color": color,
+            "canary_percent": op.get("percent") if op.get("strategy") == "canary" else None,
+            "healthy": not problems, "problems": problems, "normal_weights": normal,
+            "operation": dict((k, v) for k, v in op.items() if k != "steps"),
+            "last_operation": store.data.get("last_operation"), "state_file": store.path}
+
+
+# ---------------------------------------------------------------------------- module glue
+
+def common_argument_spec() -> t.Dict[str, t.Any]:
+    """Options shared by rollout_strategy and rollback (the platform doc fragments document them)."""
+    return rollout_argument_spec()
+
+
+def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool = False,
+                 run_command: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None) -> Rollout:
+    """Validate the shared options and build the platform (factory) + StateStore + Rollout. ConfigError on bad input."""
+    for key in ("drain_timeout", "ready_timeout"):
+        if not params[key] > 0:
+            raise ConfigError("invalid %s %r: expected seconds > 0" % (key, params[key]))
+    if not 0 < params["interval"] <= 10:
+        raise ConfigError("invalid interval %r: expected seconds in (0, 10]" % (params["interval"],))
+    measure = params.get("measure_interval")
+    if measure is not None and not 0.05 <= measure <= 10:
+        raise ConfigError("invalid measure_interval %r: expected seconds in [0.05, 10]" % (params["measure_interval"],))
+    platform = build_platform(params, need_color=need_color, run_command=run_command)
+    if params.get("version") is not None:
+        check_version(params["version"])
+    parse_batch_size(params["batch_size"], len(platform.fleet.instances()))
+    store = StateStore(params["state_dir"], params["environment"], check_mode=check_mode)
+    return Rollout(platform, store, check_mode=check_mode, drain_timeout=params["drain_timeout"],
+                   ready_timeout=params["ready_timeout"], manifest=params.get("manifest"),
+                   public_key=params.get("public_key"), require_checksum=bool(params.get("require_checksum")),
+                   require_signature=bool(params.get("require_signature")), run_command=run_command)
+
+
+def module_result(module: t.Any, func: t.Callable[[], t.Dict[str, t.Any]]) -> t.Dict[str, t.Any]:
+    """FUNC's result, or the module failed with the one-line message (and, for a RolloutFailed, what was restored)."""
+    try:
+        return func()
+    except RolloutFailed as exc:
+        module.fail_json(msg=str(exc), **exc.result)
+    except PlatformError as exc:
+        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+    raise AssertionError("fail_json returned")  # pragma: no cover - AnsibleModule.fail_json exits
+
+
+def measured_run(runner: Rollout, params: t.Dict[str, t.Any], func: t.Callable[[], t.Dict[str, t.Any]],
+                 meter_factory: t.Optional[t.Callable[..., t.Any]] = None) -> t.Dict[str, t.Any]:
+    """Run FUNC while sampling HAProxy's counters; the result (or RolloutFailed.result) gets ``traffic``."""
+    if runner.check_mode:
+        traffic = {"measured": {"source": None, "reason": "check mode: nothing ran"}}
+        result = func()
+        result["traffic"] = traffic
+        return result
+    meter = None
+    if runner.p.router.supports(COUNTERS):
+        meter = runner.p.router.traffic_meter(runner.p.fleet.instances(), frontends=params.get("haproxy_frontends"),
+                                              interval=params.get("measure_interval") or 0.25, factory=meter_factory)
+    try:
+        result = func()
+    except RolloutFailed as exc:
+        exc.result["traffic"] = {"measured": meter.stop() if meter else _unmeasured()}
+        raise
+    finally:
+        measured = meter.stop() if meter else _unmeasured()
+    result["traffic"] = {"measured": measured}
+    return result
+
+
+def _unmeasured() -> t.Dict[str, t.Any]:
+    return {"source": None, "reason": "the platform has no HAProxy runtime API to read counters from"}
