@@ -20,6 +20,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urljoin, urlsplit
 from urllib.request import HTTPSHandler, Request, build_opener
 
+from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+
 # the seed's approval gates: QA signs off before staging; the business approves (with a change ticket) before production
 DEFAULT_GRANTS = {
     "QA sign-off": ["qa_signoff"],
@@ -29,7 +31,7 @@ DEFAULT_GRANTS = {
 MAX_PAGES = 100
 
 
-class AwxError(Exception):
+class AwxError(MeshosError):
     """The controller could not be read or answered something unexpected. One-line message naming the URL."""
 
 
