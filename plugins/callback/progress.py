@@ -91,8 +91,8 @@ def rollout_line(result):
         parts.append("hosts per version " + ", ".join("%s: %d" % (v, n) for v, n in sorted(per_version.items(), key=str)))
     measured = (result.get("traffic") or {}).get("measured") or {}
     if measured.get("source"):
-        parts.append("failed requests %s of %s (%s)" % (measured.get("failed_requests"), measured.get("requests"),
-                                                         measured["source"]))
+        parts.append("failed requests %s of %s (%s)" % (
+            measured.get("failed_requests"), measured.get("requests"), measured["source"]))
     return "; ".join(parts)
 
 
