@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 from ansible_collections.meshos.release.plugins.module_utils.gate import sources as sources_mod
@@ -189,6 +191,7 @@ class Gate(GateMeasure, GateJudge):
             if p["mode"] == "compare" and rounds > 0:
                 self._judge_round(now)
             rounds += 1
+            self._report_progress(active, now, end)
             if p["fail_fast"] and any(self.state[c["name"]]["status"] == "fail" for c in active):
                 stopped_early = scheduled < end
                 break
@@ -200,6 +203,27 @@ class Gate(GateMeasure, GateJudge):
                 self.sleep(delay)
         elapsed = self.clock() - start
         return self._result(active, skipped, rounds, elapsed, stopped_early)
+
+
+    def _report_progress(self, active, now, end):
+        """One progress line per round for the meshos.release.progress callback (only when it asked for them)."""
+        path = os.environ.get("MESHOS_PROGRESS_FILE")
+        if not path:
+            return
+        parts = []
+        for check in active:
+            st = self.state[check["name"]]
+            threshold = st["effective_threshold"] if st["effective_threshold"] is not None else check["threshold"]
+            symbol = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}.get(check["comparison"], check["comparison"])
+            parts.append("%s %s (fails if %s %s) %s" % (
+                check["name"], _fmt(st["value"]) if st["value"] is not None else "-", symbol, _fmt(threshold),
+                st["status"] or "ok so far"))
+        line = "gate %.0f/%.0f s: %s" % (now, end, "; ".join(parts))
+        try:
+            with open(path, "a") as handle:
+                handle.write(json.dumps({"line": line}) + "\n")
+        except OSError:
+            pass  # progress is a courtesy to the operator; the gate's verdict never depends on it
 
 
 def run_gate(params, sources=None, clock=time.monotonic, sleep=time.sleep):

@@ -5,6 +5,7 @@ alerts_required and credential masking. Clock and sleep are fakes: nothing waits
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -369,3 +370,26 @@ def test_credentials_never_in_messages_or_results():
     for secret in ("s3cr3t-pass", "am-t0ken-value", "hunter22"):
         assert secret not in text
     assert "********" in result["summary"]
+
+
+# ------------------------------------------------------------------------------------------ progress for the operator
+
+def test_every_round_writes_a_progress_line_when_the_callback_asks(tmp_path, monkeypatch):
+    progress = tmp_path / "progress.jsonl"
+    monkeypatch.setenv("MESHOS_PROGRESS_FILE", str(progress))
+    fake = FakeClock()
+    sources = Script(fake, prom_at=lambda t, q: 0.001)
+    result = gate(fake, sources, source="prometheus", prometheus_url=PROM, checks=["error_rate"],
+                  duration="10s", interval="2s")
+    lines = [json.loads(line)["line"] for line in progress.read_text().splitlines()]
+    assert len(lines) == result["rounds"]
+    assert lines[0].startswith("gate 0/10 s: error_rate 0.001 (fails if > ")
+    assert lines[-1].startswith("gate 10/10 s: error_rate 0.001") and lines[-1].endswith("ok so far")
+
+
+def test_no_progress_file_no_progress(monkeypatch):
+    monkeypatch.delenv("MESHOS_PROGRESS_FILE", raising=False)
+    fake = FakeClock()
+    result = gate(fake, Script(fake, prom_at=lambda t, q: 0.001), source="prometheus", prometheus_url=PROM,
+                  checks=["error_rate"], duration="4s", interval="2s")
+    assert result["verdict"] == "pass"
