@@ -28,3 +28,14 @@ attributes:
     support: N/A
     details: This action does not modify state.
 """
+
+    # Every module of the collection is in the action group meshos.release.release (meta/runtime.yml)
+    ACTION_GROUP = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/meshos.release.release) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - meshos.release.release
+"""

@@ -27,6 +27,7 @@ description:
     append to a keyed log without the key is refused.
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

@@ -19,6 +19,7 @@ description:
   - Read only; never changes anything on the controller.
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

@@ -19,6 +19,7 @@ description:
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.platform.haproxy
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

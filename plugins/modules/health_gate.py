@@ -52,6 +52,7 @@ description:
     second); C(https://) endpoints go through a thread pool with certificate verification on by default.
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

@@ -20,6 +20,7 @@ description:
     masked, so they appear neither in the task output at any verbosity nor in the injected invocation.
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

@@ -26,6 +26,7 @@ description:
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.attributes.INFO_MODULE
+  - meshos.release.attributes.action_group
 options:
   checks:
     description:

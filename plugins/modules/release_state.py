@@ -20,6 +20,7 @@ description:
     O(force=true); a live lock is never taken over.
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

@@ -54,6 +54,7 @@ description:
     O(push=never) never pushes."
 extends_documentation_fragment:
   - meshos.release.attributes
+  - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full

@@ -127,6 +127,10 @@ def test_faulty_release_stops_after_the_first_batch_and_rollback_restores(stack)
                                                 artifact=artifact), check=False)
     assert run.rc != 0
     assert "stopped after batch 1 (app1)" in run.output and "error_rate" in run.output, run.output[-3000:]
+    # the audit entry carries the gate's whole check table, not a truncated message
+    failure = [e for e in _audit(stack) if (e["action"], e["result"], e["version"]) == ("deploy", "failure", "5.2.0")][-1]
+    assert any(c["name"] == "error_rate" and c["status"] == "fail" and c["value"] > c["threshold"]
+               for c in failure["details"]["gate"]), failure["details"]
     # the failed batch does not stay in traffic: the deploy is rolled back to what ran before it (one version)
     assert stack.versions(APP) == dict.fromkeys([n for n, _p in APP], "5.1.0")
     state = stack.state("itest")
