@@ -204,7 +204,6 @@ class Gate(GateMeasure, GateJudge):
         elapsed = self.clock() - start
         return self._result(active, skipped, rounds, elapsed, stopped_early)
 
-
     def _report_progress(self, active, now, end):
         """One progress line per round for the meshos.release.progress callback (only when it asked for them)."""
         path = os.environ.get("MESHOS_PROGRESS_FILE")

@@ -16,6 +16,7 @@ and exits 1. Process files: ``ROOT/run/NAME.pid``, ``ROOT/run/NAME.json`` (argv,
     labctl.py --root ROOT status
     labctl.py --root ROOT stop-all
     labctl.py artifact VERSION --out DIR [--error-ratio R] [--latency-ms N] [--health-fail] [--crash-on-start]
+                                         [--unready-after SECONDS]
     labctl.py --root ROOT install NAME VERSION --artifact TARBALL [--activate | --activate-if-unset]
 """
 
@@ -460,6 +461,8 @@ def cmd_artifact(args):
         raise LabError("invalid --error-ratio %r: expected 0.0-1.0" % args.error_ratio)
     if args.latency_ms < 0:
         raise LabError("invalid --latency-ms %r: expected >= 0" % args.latency_ms)
+    if not 0.0 <= args.unready_after <= 86400.0:  # also rejects nan
+        raise LabError("invalid --unready-after %r: expected 0-86400 seconds (0: never)" % args.unready_after)
     source = args.source or os.path.join(os.path.dirname(os.path.abspath(__file__)), "meshapp.py")
     try:
         with open(source, "rb") as handle:
@@ -468,6 +471,8 @@ def cmd_artifact(args):
         raise LabError("cannot read meshapp source %s: %s" % (source, exc.strerror or exc))
     release = {"version": version, "fault": {"error_ratio": args.error_ratio, "latency_ms": args.latency_ms,
                                              "health_fail": args.health_fail, "crash_on_start": args.crash_on_start}}
+    if args.unready_after:  # only when set: artifacts without it stay byte-identical to earlier builds
+        release["fault"]["unready_after"] = args.unready_after
     data = _tar_bytes({"meshapp.py": app, "release.json": (json.dumps(release, indent=1, sort_keys=True) + "\n").encode()})
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(os.path.abspath(args.out), "meshapp-%s.tar.gz" % version)
@@ -601,10 +606,14 @@ def _parser():
     cmd = add("artifact", cmd_artifact, "build DIR/meshapp-VERSION.tar.gz")
     cmd.add_argument("version")
     cmd.add_argument("--out", required=True)
-    cmd.add_argument("--error-ratio", type=float, default=0.0)
-    cmd.add_argument("--latency-ms", type=int, default=0)
-    cmd.add_argument("--health-fail", action="store_true")
-    cmd.add_argument("--crash-on-start", action="store_true")
+    cmd.add_argument("--error-ratio", type=float, default=0.0, help="share of requests to / answered 500 (0.0-1.0)")
+    cmd.add_argument("--latency-ms", type=int, default=0, help="milliseconds added to every request to /")
+    cmd.add_argument("--health-fail", action="store_true", help="/health answers 500 and /ready 503")
+    cmd.add_argument("--crash-on-start", action="store_true", help="the instance exits at start (code 3)")
+    cmd.add_argument("--unready-after", type=float, default=0.0, metavar="SECONDS",
+                     help="SECONDS after start /ready (HAProxy's health check) answers 503 for good while /health "
+                          "stays 200: the instance drops out as an agent (trigger '> 10 %% of agents down'); "
+                          "0 (default): never")
     cmd.add_argument("--source", help="meshapp.py to package (default: the one next to labctl.py)")
     cmd = add("install", cmd_install, "unpack an artifact into hosts/NAME/releases/VERSION")
     cmd.add_argument("name")

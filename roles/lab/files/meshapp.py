@@ -7,7 +7,15 @@ tests can prove that gates and rollbacks react to real misbehaviour.
 The release is a directory holding ``release.json``::
 
     {"version": "5.1.0", "fault": {"error_ratio": 0.1, "latency_ms": 200,
-                                   "health_fail": false, "crash_on_start": false}}
+                                   "health_fail": false, "crash_on_start": false,
+                                   "unready_after": 20}}
+
+Faults: ``error_ratio`` (share of ``/`` answered 500), ``latency_ms`` (added to every ``/``), ``health_fail``
+(``/health`` 500 and ``/ready`` 503), ``crash_on_start`` (exit 3 before listening) and ``unready_after`` (seconds
+after start: ``/ready`` then answers 503 for good while ``/health`` keeps answering 200). ``/ready`` is the path
+HAProxy health-checks (roles/lab/templates/haproxy.cfg.j2), so ``unready_after`` makes the instance drop out of
+the load balancer as an agent while its own health check stays green: only a fleet-wide "> 10 % of agents
+unhealthy" check (HAProxy server states) sees it, not a per-instance /health probe. 0 or absent: never.
 
 Only the standard library is used: this file runs on managed hosts as-is.
 """
@@ -23,7 +31,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-DEFAULT_FAULT = {"error_ratio": 0.0, "latency_ms": 0, "health_fail": False, "crash_on_start": False}
+DEFAULT_FAULT = {"error_ratio": 0.0, "latency_ms": 0, "health_fail": False, "crash_on_start": False,
+                 "unready_after": 0}
 
 
 class Metrics:
@@ -105,6 +114,12 @@ class App:
         self.ready = False
         self.metrics = Metrics()
 
+    def dropped_out(self):
+        """True once the unready_after fault has taken this instance out (for good: a real agent that lost its
+        registration does not come back by itself)."""
+        after = float(self.fault["unready_after"] or 0)
+        return after > 0 and time.time() - self.started >= after
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -139,14 +154,15 @@ class Handler(BaseHTTPRequestHandler):
             code = 500 if app.fault["health_fail"] else 200
             self._send(code, json.dumps({"status": "fail" if code == 500 else "ok", "version": app.version}))
         elif path == "/ready":
-            ok = app.ready and not app.fault["health_fail"]
+            ok = app.ready and not app.fault["health_fail"] and not app.dropped_out()
             code = 200 if ok else 503
             self._send(code, json.dumps({"ready": ok}))
         elif path == "/status":
             code = 200
             self._send(code, json.dumps({
                 "version": app.version, "instance": app.instance, "pid": os.getpid(),
-                "uptime_seconds": round(time.time() - app.started, 3), "ready": app.ready,
+                "uptime_seconds": round(time.time() - app.started, 3),
+                "ready": app.ready and not app.dropped_out(),
                 "release_dir": app.release_dir, "fault": app.fault,
             }))
         elif path == "/":
