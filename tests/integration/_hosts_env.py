@@ -135,7 +135,11 @@ class Env:
 
     def extra_vars(self, backends=("be_app",), **more):
         data = {"deploy_hosts": "localhost", "env": "itest", "state_dir": self.state_dir, "haproxy_socket": self.sock,
-                "route_map": self.map, "targets": self.targets(backends)}
+                "route_map": self.map, "targets": self.targets(backends),
+                # this test's own audit log, state and lock (not the lab's shared /tmp/meshos-lab/release), no
+                # Alertmanager (none runs here), and a short fleet watch after each deploy
+                "release_work_dir": os.path.join(os.path.dirname(self.state_dir), "release"),
+                "gate_alertmanager_url": "", "watch_seconds": 3}
         data.update(more)
         return data
 
