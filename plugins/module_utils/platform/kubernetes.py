@@ -222,7 +222,7 @@ class DeploymentRollout(NativeRollout):
             if key == VERSION_KEY or not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
                 raise ConfigError("invalid pod_labels entry %r=%r: a label value of at most 63 letters, digits, '-', "
                                   "'_', '.' (and not %s, which is set from the version)" % (key, value, VERSION_KEY))
-        if not timeout > 0:
+        if timeout <= 0:
             raise ConfigError("invalid rollout_timeout %r: expected seconds > 0" % (timeout,))
         self.api = api
         self.namespace = namespace

@@ -44,6 +44,11 @@ class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreM
 
     def rolling(self, version: str, *args: t.Any, **kwargs: t.Any) -> t.Dict[str, t.Any]:
         if self.p.native is not None:
+            artifact = kwargs.get("artifact", args[0] if args else None)
+            if artifact:
+                # an image deploy: silently ignoring a tarball would report a release that never shipped
+                raise ConfigError("artifact %s is for platform hosts: platform kubernetes deploys the image of the "
+                                  "version (option image)" % artifact)
             return self.native_rolling(check_version(version))
         return RollingMixin.rolling(self, version, *args, **kwargs)
 

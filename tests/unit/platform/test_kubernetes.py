@@ -133,12 +133,14 @@ class Clock:
 def rollout(api, **kw):
     clock = Clock(api)
     kw.setdefault("timeout", 60.0)
-    return kube.DeploymentRollout(api, "prod", "meshapp", sleep=clock.sleep, clock=clock, interval=1.0, **kw), clock
+    ro = kube.DeploymentRollout(api, "prod", "meshapp", sleep=clock.sleep, clock=clock, interval=1.0, **kw)
+    ro.fake_clock = clock
+    return ro
 
 
 def test_rolling_patches_image_version_label_and_annotation_then_waits_for_the_controller():
     api = FakeApi()
-    ro, clock = rollout(api)
+    ro = rollout(api)
     result = ro.rolling("3.0.0")
     body, json_patch = api.patches[0]
     assert not json_patch
@@ -149,19 +151,19 @@ def test_rolling_patches_image_version_label_and_annotation_then_waits_for_the_c
     assert result["changed"] is True and result["status"] == "complete"
     assert result["versions"] == {"meshapp": "3.0.0"} and result["from_version"] == "2.0.0"
     assert result["revision"] == 3 and result["replicas"]["available"] == 3
-    assert clock.sleeps == 1  # the first read saw generation 2 not yet observed
+    assert ro.fake_clock.sleeps == 1  # the first read saw generation 2 not yet observed
 
 
 def test_rolling_again_changes_nothing():
     api = FakeApi()
-    ro, _ = rollout(api)
+    ro = rollout(api)
     result = ro.rolling("2.0.0")
     assert result["changed"] is False and api.patches == []
 
 
 def test_check_mode_plans_without_patching():
     api = FakeApi()
-    ro, _ = rollout(api)
+    ro = rollout(api)
     result = ro.rolling("3.0.0", check_mode=True)
     assert result["changed"] is True and api.patches == []
     assert result["plan"][0]["action"] == "patch_template"
@@ -171,7 +173,7 @@ def test_check_mode_plans_without_patching():
 def test_progress_deadline_exceeded_is_stuck_with_conditions_and_pod_states():
     api = FakeApi()
     api.controller = api.deadline_exceeded
-    ro, _ = rollout(api)
+    ro = rollout(api)
     with pytest.raises(StuckError) as err:
         ro.rolling("3.0.0")
     msg = str(err.value)
@@ -185,15 +187,15 @@ def test_progress_deadline_exceeded_is_stuck_with_conditions_and_pod_states():
 def test_the_wait_timeout_is_stuck_too():
     api = FakeApi()
     api.controller = api.never
-    ro, clock = rollout(api, timeout=5.0)
+    ro = rollout(api, timeout=5.0)
     with pytest.raises(StuckError, match="not complete within rollout_timeout 5.0s"):
         ro.rolling("3.0.0")
-    assert clock.now == 5.0
+    assert ro.fake_clock.now == 5.0
 
 
 def test_rollback_restores_the_previous_revision_template():
     api = FakeApi(("1.0.0", "2.0.0", "3.0.0"))
-    ro, _ = rollout(api)
+    ro = rollout(api)
     result = ro.rollback(None)
     patch, json_patch = api.patches[0]
     assert json_patch and patch[0]["op"] == "replace" and patch[0]["path"] == "/spec/template"
@@ -204,7 +206,7 @@ def test_rollback_restores_the_previous_revision_template():
 
 def test_rollback_to_a_named_version_and_to_an_absent_one():
     api = FakeApi(("1.0.0", "2.0.0", "3.0.0"))
-    ro, _ = rollout(api)
+    ro = rollout(api)
     with pytest.raises(VersionNotInstalledError) as err:
         ro.rollback("9.9.9")
     assert str(err.value) == ("deployment prod/meshapp has no revision carrying version 9.9.9 (available: "
@@ -216,14 +218,14 @@ def test_rollback_to_a_named_version_and_to_an_absent_one():
 
 def test_rollback_without_an_older_revision_fails_closed():
     api = FakeApi(("1.0.0",))
-    ro, _ = rollout(api)
+    ro = rollout(api)
     with pytest.raises(VersionNotInstalledError, match=r"no revision before revision 1 \(1.0.0\)"):
         ro.rollback(None)
 
 
 def test_status_and_verify_backup():
     api = FakeApi(("1.0.0", "2.0.0"))
-    ro, _ = rollout(api)
+    ro = rollout(api)
     status = ro.status()
     assert status["healthy"] and status["version"] == "2.0.0"
     assert [(r["revision"], r["version"]) for r in status["revisions"]] == [(1, "1.0.0"), (2, "2.0.0")]
@@ -246,13 +248,13 @@ def test_bad_options_fail_before_any_call(kw, message):
 def test_image_template_and_container_choice():
     api = FakeApi()
     api.dep["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "envoy:1"})
-    ro, _ = rollout(api)
+    ro = rollout(api)
     with pytest.raises(ConfigError, match=r"has 2 containers \(app, sidecar\): set container"):
         ro.rolling("3.0.0")
-    ro, _ = rollout(api, container="web")
+    ro = rollout(api, container="web")
     with pytest.raises(NotFoundError, match=r"has no container 'web' \(containers: app, sidecar\)"):
         ro.rolling("3.0.0")
-    ro, _ = rollout(api, container="app", image="ghcr.io/meshos/meshapp:v{version}")
+    ro = rollout(api, container="app", image="ghcr.io/meshos/meshapp:v{version}")
     ro.rolling("3.0.0")
     assert api.patches[0][0]["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/meshos/meshapp:v3.0.0"
 
@@ -261,7 +263,7 @@ def test_api_exceptions_become_one_line_errors():
     exc = kube.ApiException(status=403, reason="Forbidden")
     exc.body = '{"kind":"Status","message":"deployments.apps \\"x\\" is forbidden: User \\"dev\\" cannot patch"}'
     err = kube._api_error("patch deployment prod/x", exc)
-    assert type(err) is kube.ApiError
+    assert isinstance(err, kube.ApiError) and not isinstance(err, NotFoundError)
     assert str(err) == ('Kubernetes API error on patch deployment prod/x: 403 Forbidden: deployments.apps "x" is '
                         'forbidden: User "dev" cannot patch')
     assert isinstance(kube._api_error("read", kube.ApiException(status=404, reason="Not Found")), NotFoundError)
@@ -269,7 +271,7 @@ def test_api_exceptions_become_one_line_errors():
 
 def test_router_declares_no_capability_and_refuses_traffic_calls():
     api = FakeApi()
-    ro, _ = rollout(api)
+    ro = rollout(api)
     router = kube.KubernetesRouter(ro)
     fleet = kube.KubernetesFleet(ro)
     assert router.capabilities == frozenset() and ro.strategies == frozenset(["rolling"])
@@ -341,6 +343,9 @@ def test_runner_records_the_operation_and_refuses_other_strategies(tmp_path, fak
                                            r"\(supported: rolling\)"):
         runner_mod.build_runner(params(tmp_path, strategy="canary"), False)
     runner = runner_mod.build_runner(params(tmp_path, version="3.0.0"), False)
+    with pytest.raises(ConfigError, match="artifact /a.tgz is for platform hosts"):
+        runner.rolling("3.0.0", "/a.tgz")
+    assert api.patches == []
     result = runner.rolling("3.0.0", None, None, "1", 0, 5)
     assert result["versions"] == {"meshapp": "3.0.0"} and result["strategy"] == "rolling"
     assert runner.store.data["deployed_version"] == "3.0.0" and runner.store.data["previous_version"] == "2.0.0"
