@@ -6,7 +6,8 @@ Through the modules (run in-process with tests/unit/plugins/modules/module_runne
 from 1.0.0 to 2.0.0 by ``rollout_strategy``; a faulty 3.0.0 (pod label ``meshos.test/fault: never-ready``, which the
 kwok stage tests/k8s/kwok/stages/pod-never-ready.yaml keeps unready) reported STUCK once the Deployment's 10 s
 progressDeadlineSeconds passes, while the 2.0.0 pods keep serving; ``rollback`` back to 2.0.0 (previous revision),
-then to the named 1.0.0, and a named version that does not exist refused with the list of what does.
+then to the named 1.0.0, and a named version that does not exist refused with the list of what does. Then the same
+modules through ``ansible-playbook`` (AnsiballZ, as a play runs them): a rolling deploy of 4.0.0 and its status.
 
 Ports 27041-27046 (base 27040, inside the 27000-27099 range of docs/design.md). Skipped, with the reason, when the
 binaries are not built (`scripts/k8s_controlplane.sh build`).
@@ -205,3 +206,51 @@ def test_unknown_deployment_is_one_line(cluster, args):
     out = run_module(rollout_strategy, dict(args, version="4.0.0", deployment="nope"))
     assert out.get("failed") and "\n" not in out["msg"]
     assert "deployment %s/nope" % NAMESPACE in out["msg"] and "404" in out["msg"]
+
+
+def test_through_ansible_playbook(cluster, args, tmp_path):
+    """The same module as a play runs it (AnsiballZ on the venv's Python): a rolling deploy of 4.0.0, then status."""
+    core = cluster[0]
+    playbook = tmp_path / "deploy.yml"
+    playbook.write_text("""---
+- name: Deploy on Kubernetes
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Rolling deploy of 4.0.0
+      meshos.release.rollout_strategy:
+        platform: kubernetes
+        environment: {environment}
+        state_dir: {state_dir}
+        kubeconfig: {kubeconfig}
+        namespace: {namespace}
+        deployment: meshapp
+        version: 4.0.0
+        interval: 0.5
+      register: deploy
+    - name: Read the status
+      meshos.release.rollback:
+        platform: kubernetes
+        mode: status
+        environment: {environment}
+        state_dir: {state_dir}
+        kubeconfig: {kubeconfig}
+        namespace: {namespace}
+        deployment: meshapp
+      register: status
+    - name: Check what the controller reports
+      ansible.builtin.assert:
+        that:
+          - deploy.changed
+          - deploy.versions.meshapp == '4.0.0'
+          - status.healthy
+          - status.version == '4.0.0'
+""".format(**args))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / ".build" / "collections"),
+               ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False")
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
+    out = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook)], env=env, capture_output=True,
+                         text=True, timeout=180, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    wait_until(lambda: ready_images(core) == {"meshapp:4.0.0": 3}, "only 4.0.0 pods after the play")
