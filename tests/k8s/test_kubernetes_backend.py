@@ -155,7 +155,7 @@ def test_rolling_stuck_and_rollbacks(cluster, args):
     started = time.monotonic()
     stuck = run_module(rollout_strategy, dict(args, version="3.0.0", pod_labels={"meshos.test/fault": "never-ready"}))
     took = time.monotonic() - started
-    print("faulty 3.0.0 reported STUCK after %.1fs" % took)
+    print("faulty 3.0.0 reported STUCK after %.1fs: %s" % (took, stuck.get("msg")))
     assert stuck.get("failed"), stuck
     assert "STUCK" in stuck["msg"] and "ProgressDeadlineExceeded" in stuck["msg"], stuck["msg"]
     assert "not ready" in stuck["msg"]
