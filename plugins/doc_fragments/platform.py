@@ -13,9 +13,14 @@ class ModuleDocFragment:
 options:
   platform:
     description:
-      - The backend that runs the instances and routes their traffic. Only C(hosts) exists today, instances with
-        release directories and a restart command (O(targets)) whose traffic goes through HAProxy (O(haproxy_socket)).
+      - The backend that runs the instances and routes their traffic.
+      - C(hosts) is instances with release directories and a restart command (O(targets)) whose traffic goes through
+        HAProxy (O(haproxy_socket)); every strategy.
+      - C(kubernetes) is one Deployment (O(deployment) in O(namespace)) rolled by its own controller; strategy
+        C(rolling) and rollback (previous revision or a named version) only, blue-green and canary fail as not
+        supported before anything changes.
     type: str
+    choices: [hosts, kubernetes]
     default: hosts
   environment:
     description:
@@ -69,6 +74,11 @@ options:
     # HOSTS_OPTIONS: the hosts backend (instances with release directories behind HAProxy backends)
     HOSTS = r"""
 options:
+  haproxy_socket:
+    description:
+      - HAProxy runtime API unix socket (C(stats socket ...)); changing servers, weights or the route map needs
+        C(level admin). Required with O(platform=hosts).
+    type: path
   backend:
     description:
       - HAProxy backend of targets that have no O(targets[].color) and no O(targets[].backend).
@@ -82,10 +92,9 @@ options:
   targets:
     description:
       - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
-        storage); for remote hosts run per-host tasks with C(delegate_to).
+        storage); for remote hosts run per-host tasks with C(delegate_to). Required with O(platform=hosts).
     type: list
     elements: dict
-    required: true
     suboptions:
       name:
         description: Instance name (letters, digits, C(_), C(.), C(-)).
@@ -133,4 +142,51 @@ options:
         RV(traffic). Default is every HTTP frontend except those whose name starts with C(stats).
     type: list
     elements: str
+"""
+
+    # KUBERNETES_OPTIONS: the kubernetes backend (one Deployment rolled by its controller)
+    KUBERNETES = r"""
+options:
+  kubeconfig:
+    description:
+      - Kubeconfig file for O(platform=kubernetes). Default is the client's own lookup (C(KUBECONFIG), then
+        C(~/.kube/config)). Ignored with O(in_cluster).
+    type: path
+  context:
+    description: Kubeconfig context to use; default is the current context.
+    type: str
+  in_cluster:
+    description: Use the pod's service account (the module runs inside the cluster) instead of a kubeconfig.
+    type: bool
+    default: false
+  namespace:
+    description: Namespace of O(deployment).
+    type: str
+    default: default
+  deployment:
+    description:
+      - Name of the Deployment that is the fleet. Required with O(platform=kubernetes). The Python library
+        C(kubernetes) must be installed where the module runs.
+    type: str
+  container:
+    description: The container of the pod template that carries the release; needed only when there are several.
+    type: str
+  image:
+    description:
+      - Image reference for a version, with a C({version}) placeholder, for example
+        C(registry.example.com/meshapp:{version}). Default is the container's current image repository with the
+        version as tag.
+    type: str
+  pod_labels:
+    description:
+      - Extra labels set on the pod template together with the version (the label and annotation
+        C(meshos.release/version) are always set). A rollback restores the old template, labels included.
+    type: dict
+  rollout_timeout:
+    description:
+      - Seconds to wait for the Deployment controller to report the rollout complete. The Deployment's own
+        C(progressDeadlineSeconds) usually ends a stuck rollout earlier (C(ProgressDeadlineExceeded)); either is
+        reported as STUCK with the conditions and the new ReplicaSet's pod states.
+    type: float
+    default: 600.0
 """

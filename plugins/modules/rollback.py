@@ -22,20 +22,26 @@ description:
   - A canary in progress is always aborted by O(mode=rollback), whatever O(strategy) says, and every server gets the
     weight recorded at the start of the canary. After rolling back a failed or stopped deploy, the release that deploy
     installed is removed from the hosts where it is not current, so retention stays steady.
+  - With O(platform=kubernetes), O(mode=rollback) writes the pod template of the previous revision (or of the newest
+    ReplicaSet carrying O(version); absent, the error lists the available versions and revisions) back into the
+    Deployment, as C(kubectl rollout undo) does, and waits for the controller to report it complete;
+    O(mode=verify_backup) checks that ReplicaSet exists with an image; O(mode=status) reports the Deployment's
+    version, replicas, conditions and RV(revisions).
   - O(mode=status) reports versions per target, HAProxy state and weight, the active color, the canary share and the
     last operation. It changes nothing.
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.platform
-  - meshos.release.platform.haproxy
   - meshos.release.platform.hosts
+  - meshos.release.platform.kubernetes
   - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full
     details: Returns the plan in RV(plan) and changes nothing.
   diff_mode:
-    support: none
+    support: partial
+    details: With O(platform=kubernetes), RV(diff) holds the Deployment's version and image (or revision) before and after.
 options:
   mode:
     description: What to do.
@@ -171,6 +177,40 @@ restored:
   returned: on failure
   type: list
   elements: dict
+diff:
+  description: O(platform=kubernetes); the Deployment's version and image (for a rollback, the revision) before and after.
+  returned: when platform is kubernetes and the operation succeeded
+  type: dict
+stuck:
+  description:
+    - O(platform=kubernetes), failure result of a rollout that stopped progressing (C(ProgressDeadlineExceeded) or
+      O(rollout_timeout)); C(cause), C(conditions), C(replicas), C(new_replica_set) and its C(pods) (phase, ready,
+      waiting reasons, restarts).
+  returned: on a stuck Kubernetes rollout
+  type: dict
+revision:
+  description: O(platform=kubernetes); the Deployment's revision afterwards.
+  returned: when platform is kubernetes
+  type: int
+replicas:
+  description: O(platform=kubernetes); desired, current, updated, ready, available and unavailable replicas.
+  returned: when platform is kubernetes
+  type: dict
+conditions:
+  description: O(platform=kubernetes); the Deployment's conditions (type, status, reason, message).
+  returned: when platform is kubernetes
+  type: list
+  elements: dict
+revisions:
+  description: O(mode=status) with O(platform=kubernetes); the Deployment's ReplicaSets, oldest first (revision, version,
+    image, replicas, ready, name).
+  returned: when mode is status and platform is kubernetes
+  type: list
+  elements: dict
+to_revision:
+  description: O(platform=kubernetes); the revision whose pod template was restored.
+  returned: when platform is kubernetes and mode is rollback
+  type: int
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -178,6 +218,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (
     build_runner,
     common_argument_spec,
+    common_required_if,
     measured_run,
     module_result,
     status,
@@ -192,7 +233,7 @@ def main():
         strategy=dict(type="str", choices=["rolling", "blue-green", "canary"]),
         retention=dict(type="int", default=5),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_if=common_required_if())
     p = module.params
 
     def run():

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: rollout_strategy
-short_description: Roll a release out to hosts behind HAProxy (rolling, blue-green, canary) at zero downtime
+short_description: Roll a release out to hosts behind HAProxy or a Kubernetes Deployment at zero downtime
 version_added: 0.1.0
 author: meshos release engineering (@meshos)
 description:
@@ -24,18 +24,24 @@ description:
   - Every step is recorded before/after in the environment's state file; re-running resumes an interrupted operation.
   - All input, the HAProxy socket, backends, servers and version availability are validated before anything changes.
   - Paths are local to the machine running the module (the lab, or shared storage); see O(targets).
+  - With O(platform=kubernetes) only B(rolling) runs. One patch sets the container image (O(image)) and the
+    C(meshos.release/version) label and annotation on the Deployment's pod template; the Deployment controller replaces
+    the pods (its C(maxSurge)/C(maxUnavailable)) and the module waits for the Deployment's own status (observed
+    generation, updated = ready = available = desired replicas). C(ProgressDeadlineExceeded) or O(rollout_timeout)
+    fails the task as STUCK (RV(stuck)); M(meshos.release.rollback) then restores the previous revision.
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.platform
-  - meshos.release.platform.haproxy
   - meshos.release.platform.hosts
+  - meshos.release.platform.kubernetes
   - meshos.release.attributes.action_group
 attributes:
   check_mode:
     support: full
     details: Returns the plan (hosts, actions, weights) in RV(plan) and changes nothing.
   diff_mode:
-    support: none
+    support: partial
+    details: With O(platform=kubernetes), RV(diff) holds the Deployment's version and image (or revision) before and after.
 options:
   version:
     description: Release version to deploy, for example C(5.1.0). Optional for O(canary_action=advance), C(promote), C(abort).
@@ -247,6 +253,30 @@ idle_targets:
   returned: when phase is prepare
   type: list
   elements: dict
+diff:
+  description: O(platform=kubernetes); the Deployment's version and image (for a rollback, the revision) before and after.
+  returned: when platform is kubernetes and the operation succeeded
+  type: dict
+stuck:
+  description:
+    - O(platform=kubernetes), failure result of a rollout that stopped progressing (C(ProgressDeadlineExceeded) or
+      O(rollout_timeout)); C(cause), C(conditions), C(replicas), C(new_replica_set) and its C(pods) (phase, ready,
+      waiting reasons, restarts).
+  returned: on a stuck Kubernetes rollout
+  type: dict
+revision:
+  description: O(platform=kubernetes); the Deployment's revision afterwards.
+  returned: when platform is kubernetes
+  type: int
+replicas:
+  description: O(platform=kubernetes); desired, current, updated, ready, available and unavailable replicas.
+  returned: when platform is kubernetes
+  type: dict
+conditions:
+  description: O(platform=kubernetes); the Deployment's conditions (type, status, reason, message).
+  returned: when platform is kubernetes
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -254,6 +284,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (
     build_runner,
     common_argument_spec,
+    common_required_if,
     measured_run,
     module_result,
 )
@@ -279,7 +310,8 @@ def main():
         steps=dict(type="list", elements="int", default=[10, 25, 50, 100]),
         canary_count=dict(type="int", default=1),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"public_key": "manifest"})
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"public_key": "manifest"},
+                           required_if=common_required_if())
     p = module.params
     if p["strategy"] != "canary" and not p["version"]:
         module.fail_json(msg="version is required for strategy %s" % p["strategy"])

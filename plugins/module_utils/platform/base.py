@@ -9,6 +9,9 @@ A backend is two objects:
 - a ``TrafficRouter``: what sends users to them (drain, enable/disable, traffic share, color route, counters).
 
 ``Platform`` bundles the two for the strategies in ``rollout/``; ``factory.py`` builds one from the module options.
+A backend whose platform runs the rollout itself (a Kubernetes Deployment's controller) also hands over a
+``NativeRollout`` as ``Platform.native``: the runner then delegates the strategies it names to it instead of driving
+the fleet target by target (``rollout/native.py``).
 Every method a strategy calls is declared here. Optional abilities are named in ``capabilities``: a strategy checks
 ``router.supports("weights")``, never ``hasattr``; a method of a capability the backend lacks raises ``NotSupported``.
 Errors are typed and carry one-line messages.
@@ -56,6 +59,10 @@ class ChecksumError(PlatformError):
 
 class PlatformTimeoutError(PlatformError):
     """A bounded wait (drain, readiness) expired."""
+
+
+class StuckError(PlatformError):
+    """A rollout the platform runs itself stopped progressing (deadline exceeded, or the wait timed out)."""
 
 
 class CommandError(PlatformError):
@@ -230,12 +237,37 @@ class TrafficRouter:
         return None
 
 
-class Platform:
-    """A backend: one fleet and one traffic router over the same targets."""
+class NativeRollout:
+    """A rollout the platform performs itself (its controller replaces instances, keeps revisions).
 
-    def __init__(self, fleet: Fleet, router: TrafficRouter) -> None:
+    ``strategies`` names what it runs (``rolling`` today); the runner refuses any other strategy with NotSupported
+    before anything is touched. Each method returns a result dict (``changed``, ``status``, ``versions``...) and
+    raises ``PlatformError`` (``StuckError`` for a rollout that stopped progressing) with a one-line message.
+    """
+
+    strategies = frozenset()  # type: t.FrozenSet[str]
+
+    def rolling(self, version: str, check_mode: bool = False) -> t.Dict[str, t.Any]:
+        raise _abstract(self, "rolling")
+
+    def rollback(self, version: t.Optional[str], check_mode: bool = False) -> t.Dict[str, t.Any]:
+        """To VERSION, or to the previous revision; an error listing what exists when VERSION is absent."""
+        raise _abstract(self, "rollback")
+
+    def status(self) -> t.Dict[str, t.Any]:
+        raise _abstract(self, "status")
+
+    def verify_backup(self, version: t.Optional[str]) -> t.Dict[str, t.Any]:
+        raise _abstract(self, "verify_backup")
+
+
+class Platform:
+    """A backend: one fleet and one traffic router over the same targets (and, optionally, a native rollout)."""
+
+    def __init__(self, fleet: Fleet, router: TrafficRouter, native: t.Optional[NativeRollout] = None) -> None:
         self.fleet = fleet
         self.router = router
+        self.native = native
 
     def targets(self) -> t.List[Target]:
         """Every target with its traffic state (router) and current version (fleet)."""

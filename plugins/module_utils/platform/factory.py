@@ -22,6 +22,9 @@ def _hosts(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand
     from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy_router import HAProxyRouter
     from ansible_collections.meshos.release.plugins.module_utils.platform.hosts import HostsFleet, parse_targets
 
+    for key in ("haproxy_socket", "targets"):
+        if not params.get(key):
+            raise ConfigError("platform hosts needs %s" % key)
     router = HAProxyRouter(HAProxyClient(params["haproxy_socket"]), route_map=params.get("route_map"),
                            interval=params["interval"])
     max_weight = router.max_weight()
@@ -33,8 +36,36 @@ def _hosts(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand
     return Platform(fleet, router)
 
 
+def _kubernetes(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:
+    """One Deployment (``kubernetes.DeploymentRollout``): the controller rolls, the fleet and router are read-only."""
+    from ansible_collections.meshos.release.plugins.module_utils.platform.kubernetes import (
+        HAS_KUBERNETES,
+        DeploymentRollout,
+        KubeClient,
+        KubernetesFleet,
+        KubernetesRouter,
+    )
+
+    if not params.get("deployment"):
+        raise ConfigError("platform kubernetes needs deployment (the Deployment's name)")
+    if need_color:
+        raise ConfigError("platform kubernetes does not support blue-green yet (supported strategies: rolling)")
+    if not HAS_KUBERNETES:
+        from ansible.module_utils.basic import missing_required_lib
+        raise ConfigError(missing_required_lib("kubernetes"))
+    # one client per run, shared by the fleet, the router and the rollout
+    api = KubeClient(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
+                     in_cluster=bool(params.get("in_cluster")))
+    rollout = DeploymentRollout(api, params.get("namespace") or "default", params["deployment"],
+                                container=params.get("container"), image=params.get("image"),
+                                pod_labels=params.get("pod_labels"), timeout=params.get("rollout_timeout") or 600.0,
+                                interval=max(params.get("interval") or 1.0, 0.2))
+    return Platform(KubernetesFleet(rollout), KubernetesRouter(rollout), native=rollout)
+
+
 BACKENDS = {
     "hosts": _hosts,
+    "kubernetes": _kubernetes,
 }  # type: t.Dict[str, t.Callable[[t.Dict[str, t.Any], bool, RunCommand], Platform]]
 
 

@@ -9,7 +9,11 @@ dict                doc fragment                                used by
 ROLLOUT_OPTIONS     meshos.release.platform                     rollout_strategy, rollback
 HAPROXY_OPTIONS     meshos.release.platform.haproxy             rollout_strategy, rollback, haproxy_info
 HOSTS_OPTIONS       meshos.release.platform.hosts               rollout_strategy, rollback
+KUBERNETES_OPTIONS  meshos.release.platform.kubernetes          rollout_strategy, rollback
 ==================  ==========================================  ==========================================
+
+rollout_strategy and rollback take ``haproxy_socket`` and ``targets`` as optional (documented in the hosts section):
+they are required only with ``platform: hosts`` (``HOSTS_REQUIRED_IF``).
 
 A new backend adds its own group (and fragment section) and an entry in ``factory.BACKENDS``.
 """
@@ -58,6 +62,23 @@ HOSTS_OPTIONS = dict(
 )  # type: t.Dict[str, t.Any]
 
 
+# the kubernetes backend: one Deployment, rolled by its own controller
+KUBERNETES_OPTIONS = dict(
+    kubeconfig=dict(type="path"),
+    context=dict(type="str"),
+    in_cluster=dict(type="bool", default=False),
+    namespace=dict(type="str", default="default"),
+    deployment=dict(type="str"),
+    container=dict(type="str"),
+    image=dict(type="str"),
+    pod_labels=dict(type="dict"),
+    rollout_timeout=dict(type="float", default=600.0),
+)  # type: t.Dict[str, t.Any]
+
+HOSTS_REQUIRED_IF = [("platform", "hosts", ("haproxy_socket", "targets"))]
+KUBERNETES_REQUIRED_IF = [("platform", "kubernetes", ("deployment",))]
+
+
 def merged(*groups: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
     """A fresh argument spec from option groups (deep copies: AnsibleModule may annotate them)."""
     spec = {}  # type: t.Dict[str, t.Any]
@@ -67,5 +88,14 @@ def merged(*groups: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
 
 
 def rollout_argument_spec() -> t.Dict[str, t.Any]:
-    """Options shared by rollout_strategy and rollback (documented by the three platform fragments)."""
-    return merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS)
+    """Options shared by rollout_strategy and rollback (documented by the platform, hosts and kubernetes fragments)."""
+    spec = merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS, KUBERNETES_OPTIONS)
+    spec["platform"]["choices"] = ["hosts", "kubernetes"]
+    for key in ("haproxy_socket", "targets"):
+        spec[key]["required"] = False
+    return spec
+
+
+def rollout_required_if() -> t.List[t.Any]:
+    """``required_if`` of rollout_strategy and rollback: each backend's own required options."""
+    return list(HOSTS_REQUIRED_IF + KUBERNETES_REQUIRED_IF)

@@ -19,24 +19,63 @@ from ansible_collections.meshos.release.plugins.module_utils.platform.base impor
     PlatformError,
 )
 from ansible_collections.meshos.release.plugins.module_utils.platform.factory import build_platform
-from ansible_collections.meshos.release.plugins.module_utils.platform.options import rollout_argument_spec
+from ansible_collections.meshos.release.plugins.module_utils.platform.options import (
+    rollout_argument_spec,
+    rollout_required_if,
+)
 from ansible_collections.meshos.release.plugins.module_utils.platform.releases import check_version
 from ansible_collections.meshos.release.plugins.module_utils.rollout.blue_green import BlueGreenMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.canary import CanaryMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.common import RolloutFailed, parse_batch_size
 from ansible_collections.meshos.release.plugins.module_utils.rollout.core import RunnerCore
+from ansible_collections.meshos.release.plugins.module_utils.rollout.native import NativeMixin, check_native_strategy
 from ansible_collections.meshos.release.plugins.module_utils.rollout.restore import RestoreMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.rollback import RollbackMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.rolling import RollingMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.state import StateStore
 
 
-class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreMixin, RunnerCore):
-    """Strategies and rollback over ``platform.fleet`` and ``platform.router`` (``platform/base.py``)."""
+class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreMixin, NativeMixin, RunnerCore):
+    """Strategies and rollback over ``platform.fleet`` and ``platform.router`` (``platform/base.py``).
+
+    With ``platform.native`` (a backend whose controller rolls by itself) rolling, rollback and verify_backup go to
+    it (``native.py``); every other strategy was refused by ``build_runner``.
+    """
+
+    def rolling(self, version: str, *args: t.Any, **kwargs: t.Any) -> t.Dict[str, t.Any]:
+        if self.p.native is not None:
+            artifact = kwargs.get("artifact", args[0] if args else None)
+            if artifact:
+                # an image deploy: silently ignoring a tarball would report a release that never shipped
+                raise ConfigError("artifact %s is for platform hosts: platform kubernetes deploys the image of the "
+                                  "version (option image)" % artifact)
+            return self.native_rolling(check_version(version))
+        return RollingMixin.rolling(self, version, *args, **kwargs)
+
+    def rollback(self, strategy: t.Optional[str], version: t.Optional[str], *args: t.Any, **kwargs: t.Any
+                 ) -> t.Dict[str, t.Any]:
+        if self.p.native is not None:
+            return self.native_rollback(check_version(version) if version else None)
+        return RollbackMixin.rollback(self, strategy, version, *args, **kwargs)
+
+    def verify_backup(self, version: t.Optional[str], retention: int = 5) -> t.Dict[str, t.Any]:
+        if self.p.native is not None:
+            return self.native_verify_backup(check_version(version) if version else None)
+        return RollbackMixin.verify_backup(self, version, retention)
 
 
 def status(platform: Platform, store: StateStore) -> t.Dict[str, t.Any]:
     """Versions, HAProxy states and weights; ``healthy`` only when nothing is off (no canary weights left)."""
+    if platform.native is not None:
+        result = platform.native.status()
+        op = store.operation or {}
+        if op.get("status") == "failed":
+            result["problems"].append("last %s of %s failed" % (op.get("kind"), op.get("version")))
+            result["healthy"] = False
+        result.update(operation=dict((k, v) for k, v in op.items() if k != "steps"), active_color=None,
+                      canary_percent=None, normal_weights={}, last_operation=store.data.get("last_operation"),
+                      state_file=store.path, targets=[tg.as_dict() for tg in platform.targets()])
+        return result
     targets = platform.targets()
     versions = dict((tg.name, tg.version) for tg in targets)
     color = None
@@ -78,6 +117,11 @@ def common_argument_spec() -> t.Dict[str, t.Any]:
     return rollout_argument_spec()
 
 
+def common_required_if() -> t.List[t.Any]:
+    """Each backend's required options (``haproxy_socket``/``targets`` for hosts, ``deployment`` for kubernetes)."""
+    return rollout_required_if()
+
+
 def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool = False,
                  run_command: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None) -> Rollout:
     """Validate the shared options and build the platform (factory) + StateStore + Rollout. ConfigError on bad input."""
@@ -90,6 +134,8 @@ def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool 
     if measure is not None and not 0.05 <= measure <= 10:
         raise ConfigError("invalid measure_interval %r: expected seconds in [0.05, 10]" % (params["measure_interval"],))
     platform = build_platform(params, need_color=need_color, run_command=run_command)
+    if platform.native is not None:
+        check_native_strategy(platform.native, params.get("strategy"), params.get("platform") or "hosts")
     if params.get("version") is not None:
         check_version(params["version"])
     parse_batch_size(params["batch_size"], len(platform.fleet.instances()))

@@ -1,0 +1,512 @@
+# -*- coding: utf-8 -*-
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Kubernetes backend: one Deployment is the fleet; its controller runs the rolling update (Python 3.9+).
+
+``KubeClient`` is the only code that talks to the API (the official ``kubernetes`` client, built once per run from a
+kubeconfig/context or the in-cluster service account); it returns plain API dicts (camelCase, as ``kubectl get -o
+json``) and turns every ``ApiException`` into a one-line ``PlatformError``. ``DeploymentRollout`` (a
+``NativeRollout``) works on those dicts only, so unit tests hand it a fake API object.
+
+- rolling: one strategic-merge patch sets the container image and the ``meshos.release/version`` label and annotation
+  on the pod template; the Deployment controller replaces the pods (honouring maxSurge/maxUnavailable) and the wait
+  reads the Deployment's own status. ``ProgressDeadlineExceeded`` or the wait's timeout is a STUCK error naming the
+  conditions and the new ReplicaSet's pod states.
+- rollback: the ReplicaSets owned by the Deployment are its revisions; the target's pod template (previous revision,
+  or the newest one carrying the named version) is written back as the Deployment's template, as ``kubectl rollout
+  undo`` does.
+
+Traffic (Service selectors, weights) is not handled yet: ``KubernetesRouter`` declares no capability.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+import typing as t
+
+from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
+    ConfigError,
+    Fleet,
+    NativeRollout,
+    NotFoundError,
+    NotSupported,
+    PlatformError,
+    StuckError,
+    Target,
+    TrafficRouter,
+    VersionNotInstalledError,
+)
+
+try:
+    from kubernetes import client as _k8s_client
+    from kubernetes import config as _k8s_config
+    from kubernetes.client.rest import ApiException
+    HAS_KUBERNETES = True
+    KUBERNETES_IMPORT_ERROR = None  # type: t.Optional[str]
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    HAS_KUBERNETES = False
+    KUBERNETES_IMPORT_ERROR = str(_exc)
+
+    class ApiException(Exception):  # type: ignore[no-redef]
+        """Placeholder so ``except ApiException`` stays valid without the library."""
+
+VERSION_KEY = "meshos.release/version"
+REVISION_KEY = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+class ApiError(PlatformError):
+    """The Kubernetes API refused or failed a call (status and reason in the message)."""
+
+
+def _api_error(what: str, exc: Exception) -> PlatformError:
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or exc.__class__.__name__
+    body = getattr(exc, "body", None)
+    detail = ""
+    if body:
+        try:
+            import json
+            detail = json.loads(body).get("message") or ""
+        except (ValueError, AttributeError, TypeError):
+            detail = str(body)[:200]
+    msg = "Kubernetes API error on %s: %s %s%s" % (what, status or "", reason, (": " + detail) if detail else "")
+    return NotFoundError(msg) if status == 404 else ApiError(msg)
+
+
+class KubeClient:
+    """The official client, configured once: apps/v1 and core/v1 calls returning plain API dicts."""
+
+    def __init__(self, kubeconfig: t.Optional[str] = None, context: t.Optional[str] = None, in_cluster: bool = False,
+                 api_client: t.Any = None) -> None:
+        if api_client is None:
+            if not HAS_KUBERNETES:
+                raise ConfigError("the kubernetes Python library is required (%s)" % KUBERNETES_IMPORT_ERROR)
+            try:
+                if in_cluster:
+                    configuration = _k8s_client.Configuration()
+                    _k8s_config.load_incluster_config(client_configuration=configuration)
+                    api_client = _k8s_client.ApiClient(configuration)
+                else:
+                    api_client = _k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
+            except Exception as exc:  # the loaders raise ConfigException, TypeError, OSError...
+                where = "in-cluster service account" if in_cluster else "kubeconfig %s%s" % (
+                    kubeconfig or "(default)", (" context %s" % context) if context else "")
+                raise ConfigError("cannot load the Kubernetes configuration from the %s: %s" % (where, exc))
+        self.api_client = api_client
+        self.apps = _k8s_client.AppsV1Api(api_client)
+        self.core = _k8s_client.CoreV1Api(api_client)
+
+    def _call(self, what: str, func: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            obj = func(*args, **kwargs)
+        except ApiException as exc:
+            raise _api_error(what, exc)
+        except (OSError, ValueError) as exc:  # connection refused, TLS, urllib3 errors derive from these
+            raise ApiError("Kubernetes API unreachable on %s: %s" % (what, str(exc).splitlines()[0] if str(exc) else exc))
+        return self.api_client.sanitize_for_serialization(obj)
+
+    def read_deployment(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("read deployment %s/%s" % (namespace, name), self.apps.read_namespaced_deployment,
+                          name, namespace)
+
+    def patch_deployment(self, namespace: str, name: str, body: t.Any, json_patch: bool = False) -> t.Dict[str, t.Any]:
+        kind = "application/json-patch+json" if json_patch else "application/strategic-merge-patch+json"
+        return self._call("patch deployment %s/%s" % (namespace, name), self.apps.patch_namespaced_deployment,
+                          name, namespace, body, _content_type=kind)
+
+    def list_replica_sets(self, namespace: str, selector: str) -> t.List[t.Dict[str, t.Any]]:
+        return self._call("list replicasets in %s" % namespace, self.apps.list_namespaced_replica_set, namespace,
+                          label_selector=selector).get("items") or []
+
+    def list_pods(self, namespace: str, selector: str) -> t.List[t.Dict[str, t.Any]]:
+        return self._call("list pods in %s" % namespace, self.core.list_namespaced_pod, namespace,
+                          label_selector=selector).get("items") or []
+
+
+# ---------------------------------------------------------------------------- reading API dicts
+
+def _get(obj: t.Any, *path: str, default: t.Any = None) -> t.Any:
+    for key in path:
+        if not isinstance(obj, dict) or obj.get(key) is None:
+            return default
+        obj = obj[key]
+    return obj
+
+
+def template_version(template: t.Dict[str, t.Any], container: str) -> t.Optional[str]:
+    """The release version a pod template carries: our annotation, else our label, else the container image."""
+    version = _get(template, "metadata", "annotations", VERSION_KEY) or _get(template, "metadata", "labels", VERSION_KEY)
+    if version:
+        return str(version)
+    for item in _get(template, "spec", "containers", default=[]):
+        if item.get("name") == container:
+            return item.get("image")
+    return None
+
+
+def _conditions(dep: t.Dict[str, t.Any]) -> t.List[t.Dict[str, t.Any]]:
+    return [dict((k, c.get(k)) for k in ("type", "status", "reason", "message"))
+            for c in _get(dep, "status", "conditions", default=[])]
+
+
+def _condition_text(conditions: t.List[t.Dict[str, t.Any]]) -> str:
+    return "; ".join("%s=%s %s (%s)" % (c["type"], c["status"], c.get("reason") or "", (c.get("message") or "").strip())
+                     for c in conditions) or "no conditions"
+
+
+def _replica_counts(dep: t.Dict[str, t.Any]) -> t.Dict[str, int]:
+    st = dep.get("status") or {}
+    return {"desired": int(_get(dep, "spec", "replicas", default=1)), "current": int(st.get("replicas") or 0),
+            "updated": int(st.get("updatedReplicas") or 0), "ready": int(st.get("readyReplicas") or 0),
+            "available": int(st.get("availableReplicas") or 0), "unavailable": int(st.get("unavailableReplicas") or 0)}
+
+
+def rollout_complete(dep: t.Dict[str, t.Any]) -> bool:
+    """The controller's own verdict: latest generation observed, every replica updated, ready and available."""
+    if int(_get(dep, "status", "observedGeneration", default=0)) < int(_get(dep, "metadata", "generation", default=0)):
+        return False
+    n = _replica_counts(dep)
+    if not n["desired"] == n["current"] == n["updated"] == n["ready"] == n["available"]:
+        return False
+    return not [c for c in _conditions(dep) if c["type"] == "Progressing" and c["status"] == "False"]
+
+
+def _pod_state(pod: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+    conds = dict((c.get("type"), c.get("status")) for c in _get(pod, "status", "conditions", default=[]))
+    waiting = []
+    restarts = 0
+    for cs in _get(pod, "status", "containerStatuses", default=[]):
+        restarts += int(cs.get("restartCount") or 0)
+        reason = _get(cs, "state", "waiting", "reason")
+        if reason:
+            waiting.append(reason)
+    return {"name": _get(pod, "metadata", "name"), "phase": _get(pod, "status", "phase") or "Unknown",
+            "ready": conds.get("Ready") == "True", "containers_ready": conds.get("ContainersReady"),
+            "waiting": waiting, "restarts": restarts,
+            "terminating": _get(pod, "metadata", "deletionTimestamp") is not None}
+
+
+def _pod_text(state: t.Dict[str, t.Any]) -> str:
+    words = [state["phase"], "ready" if state["ready"] else "not ready"]
+    words += state["waiting"]
+    if state["restarts"]:
+        words.append("%d restarts" % state["restarts"])
+    if state["terminating"]:
+        words.append("terminating")
+    return "%s %s" % (state["name"], " ".join(words))
+
+
+class DeploymentRollout(NativeRollout):
+    """Rolling update and rollback of one Deployment, read back from the controller's status."""
+
+    strategies = frozenset(["rolling"])
+
+    def __init__(self, api: t.Any, namespace: str, deployment: str, container: t.Optional[str] = None,
+                 image: t.Optional[str] = None, pod_labels: t.Optional[t.Dict[str, str]] = None,
+                 timeout: float = 600.0, interval: float = 1.0, sleep: t.Callable[[float], None] = time.sleep,
+                 clock: t.Callable[[], float] = time.monotonic) -> None:
+        for what, value in (("namespace", namespace), ("deployment", deployment)):
+            if not isinstance(value, str) or not NAME_RE.match(value):
+                raise ConfigError("invalid %s %r: expected a Kubernetes name (lowercase letters, digits, '-', '.')"
+                                  % (what, value))
+        if image is not None and "{version}" not in image:
+            raise ConfigError("invalid image %r: expected a reference with a {version} placeholder, for example "
+                              "registry.example.com/meshapp:{version}" % (image,))
+        labels = dict(pod_labels or {})
+        for key, value in labels.items():
+            if key == VERSION_KEY or not isinstance(value, str) or not LABEL_VALUE_RE.match(value):
+                raise ConfigError("invalid pod_labels entry %r=%r: a label value of at most 63 letters, digits, '-', "
+                                  "'_', '.' (and not %s, which is set from the version)" % (key, value, VERSION_KEY))
+        if timeout <= 0:
+            raise ConfigError("invalid rollout_timeout %r: expected seconds > 0" % (timeout,))
+        self.api = api
+        self.namespace = namespace
+        self.name = deployment
+        self.container = container
+        self.image = image
+        self.pod_labels = labels
+        self.timeout = timeout
+        self.interval = interval
+        self.sleep = sleep
+        self.clock = clock
+
+    @property
+    def ref(self) -> str:
+        return "deployment %s/%s" % (self.namespace, self.name)
+
+    # -- reading
+    def read(self) -> t.Dict[str, t.Any]:
+        return self.api.read_deployment(self.namespace, self.name)
+
+    def container_name(self, dep: t.Dict[str, t.Any]) -> str:
+        names = [c.get("name") for c in _get(dep, "spec", "template", "spec", "containers", default=[])]
+        if self.container:
+            if self.container not in names:
+                raise NotFoundError("%s has no container %r (containers: %s)"
+                                    % (self.ref, self.container, ", ".join(names) or "none"))
+            return self.container
+        if len(names) != 1:
+            raise ConfigError("%s has %d containers (%s): set container to the one that carries the release"
+                              % (self.ref, len(names), ", ".join(names)))
+        return names[0]
+
+    def _image_of(self, template: t.Dict[str, t.Any], container: str) -> str:
+        for item in _get(template, "spec", "containers", default=[]):
+            if item.get("name") == container:
+                return item.get("image") or ""
+        return ""
+
+    def image_for(self, version: str, current_image: str) -> str:
+        """The configured image template, else the current image's repository with the version as tag."""
+        if self.image:
+            return self.image.replace("{version}", version)
+        repo = current_image.split("@", 1)[0]
+        if ":" in repo.rsplit("/", 1)[-1]:
+            repo = repo.rsplit(":", 1)[0]
+        if not repo:
+            raise ConfigError("%s: the container has no image to derive %s from; set image" % (self.ref, version))
+        return "%s:%s" % (repo, version)
+
+    def revisions(self, dep: t.Dict[str, t.Any]) -> t.List[t.Dict[str, t.Any]]:
+        """The ReplicaSets the Deployment owns, oldest revision first: revision, version, image, replicas, template."""
+        labels = _get(dep, "spec", "selector", "matchLabels", default={})
+        selector = ",".join("%s=%s" % kv for kv in sorted(labels.items()))
+        uid = _get(dep, "metadata", "uid")
+        container = self.container_name(dep)
+        result = []
+        for rs in self.api.list_replica_sets(self.namespace, selector):
+            owners = _get(rs, "metadata", "ownerReferences", default=[])
+            if uid and not [o for o in owners if o.get("uid") == uid]:
+                continue
+            template = _get(rs, "spec", "template", default={})
+            result.append({"name": _get(rs, "metadata", "name"),
+                           "revision": int(_get(rs, "metadata", "annotations", REVISION_KEY, default=0) or 0),
+                           "version": template_version(template, container),
+                           "image": self._image_of(template, container),
+                           "replicas": int(_get(rs, "spec", "replicas", default=0)),
+                           "ready": int(_get(rs, "status", "readyReplicas", default=0)),
+                           "hash": _get(rs, "metadata", "labels", HASH_LABEL), "template": template})
+        return sorted(result, key=lambda r: r["revision"])
+
+    def _current_revision(self, dep: t.Dict[str, t.Any]) -> int:
+        return int(_get(dep, "metadata", "annotations", REVISION_KEY, default=0) or 0)
+
+    def _pods_of(self, rs: t.Optional[t.Dict[str, t.Any]]) -> t.List[t.Dict[str, t.Any]]:
+        if not rs or not rs.get("hash"):
+            return []
+        pods = self.api.list_pods(self.namespace, "%s=%s" % (HASH_LABEL, rs["hash"]))
+        return [_pod_state(p) for p in pods]
+
+    def _summary(self, dep: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+        container = self.container_name(dep)
+        template = _get(dep, "spec", "template", default={})
+        return {"deployment": "%s/%s" % (self.namespace, self.name), "version": template_version(template, container),
+                "image": self._image_of(template, container), "revision": self._current_revision(dep),
+                "replicas": _replica_counts(dep), "conditions": _conditions(dep)}
+
+    # -- waiting
+    def wait(self, version: str) -> t.Dict[str, t.Any]:
+        """Until the controller reports the rollout complete; StuckError on ProgressDeadlineExceeded or the timeout."""
+        deadline = self.clock() + self.timeout
+        while True:
+            dep = self.read()
+            observed = int(_get(dep, "status", "observedGeneration", default=0)) >= \
+                int(_get(dep, "metadata", "generation", default=0))
+            if observed:
+                if rollout_complete(dep):
+                    return dep
+                stuck = [c for c in _conditions(dep) if c["type"] == "Progressing" and c["status"] == "False"
+                         and c["reason"] == "ProgressDeadlineExceeded"]
+                if stuck:
+                    raise self._stuck(dep, version, "ProgressDeadlineExceeded (progressDeadlineSeconds %s)"
+                                      % _get(dep, "spec", "progressDeadlineSeconds", default="?"))
+            if self.clock() >= deadline:
+                raise self._stuck(dep, version, "not complete within rollout_timeout %ss" % self.timeout)
+            self.sleep(self.interval)
+
+    def _stuck(self, dep: t.Dict[str, t.Any], version: str, cause: str) -> StuckError:
+        current = self._current_revision(dep)
+        new_rs = [r for r in self.revisions(dep) if r["revision"] == current]
+        pods = self._pods_of(new_rs[0] if new_rs else None)
+        n = _replica_counts(dep)
+        err = StuckError(
+            "%s rollout to %s is STUCK: %s; conditions: %s; replicas: %d desired, %d updated, %d ready, %d available; "
+            "new ReplicaSet %s pods: %s"
+            % (self.ref, version, cause, _condition_text(_conditions(dep)), n["desired"], n["updated"], n["ready"],
+               n["available"], new_rs[0]["name"] if new_rs else "(none)",
+               ", ".join(_pod_text(p) for p in pods) or "none"))
+        err.details = dict(self._summary(dep), cause=cause, new_replica_set=new_rs[0]["name"] if new_rs else None,
+                           pods=pods)
+        return err
+
+    # -- NativeRollout
+    def rolling(self, version: str, check_mode: bool = False) -> t.Dict[str, t.Any]:
+        dep = self.read()
+        container = self.container_name(dep)
+        template = _get(dep, "spec", "template", default={})
+        before = {"version": template_version(template, container), "image": self._image_of(template, container)}
+        image = self.image_for(version, before["image"])
+        if not LABEL_VALUE_RE.match(version):
+            raise ConfigError("version %r cannot be a label value (at most 63 letters, digits, '-', '_', '.')"
+                              % (version,))
+        labels = dict(self.pod_labels)
+        labels[VERSION_KEY] = version
+        current_labels = _get(template, "metadata", "labels", default={})
+        up_to_date = (before["image"] == image and _get(template, "metadata", "annotations", VERSION_KEY) == version
+                      and all(current_labels.get(k) == v for k, v in labels.items()))
+        after = {"version": version, "image": image}
+        diff = {"before": dict(before, deployment=self.ref), "after": dict(after, deployment=self.ref)}
+        steps = []  # type: t.List[t.Dict[str, t.Any]]
+        if check_mode:
+            plan = [] if up_to_date else [{"target": self.name, "action": "patch_template", "version": version,
+                                           "image": image, "from_version": before["version"]}]
+            return {"changed": bool(plan), "status": "complete" if up_to_date else "planned", "plan": plan,
+                    "steps": [], "diff": diff, "versions": {self.name: before["version"]}}
+        if not up_to_date:
+            body = {"metadata": {"annotations": {VERSION_KEY: version}},
+                    "spec": {"template": {"metadata": {"labels": labels, "annotations": {VERSION_KEY: version}},
+                                          "spec": {"containers": [{"name": container, "image": image}]}}}}
+            self.api.patch_deployment(self.namespace, self.name, body)
+            steps.append({"target": self.name, "action": "patch_template", "version": version, "image": image,
+                          "from_version": before["version"], "changed": True})
+        started = self.clock()
+        dep = self.wait(version)
+        steps.append({"target": self.name, "action": "wait_rollout", "changed": False,
+                      "seconds": round(self.clock() - started, 3)})
+        return dict(self._summary(dep), changed=not up_to_date, status="complete", plan=[], steps=steps, diff=diff,
+                    versions={self.name: version}, from_version=before["version"])
+
+    def rollback_target(self, dep: t.Dict[str, t.Any], version: t.Optional[str]) -> t.Dict[str, t.Any]:
+        """The revision to return to: the newest carrying VERSION, else the newest older than the current one."""
+        revs = self.revisions(dep)
+        current = self._current_revision(dep)
+        listing = ", ".join("%s (revision %d)" % (r["version"], r["revision"]) for r in reversed(revs)) or "none"
+        if version:
+            found = [r for r in revs if r["version"] == version]
+            if not found:
+                raise VersionNotInstalledError("%s has no revision carrying version %s (available: %s)"
+                                               % (self.ref, version, listing))
+            return found[-1]
+        cur = [r for r in revs if r["revision"] == current]
+        cur_version = cur[0]["version"] if cur else None
+        older = [r for r in revs if r["revision"] < current and r["version"] != cur_version]
+        if not older:
+            raise VersionNotInstalledError("%s has no revision before revision %d (%s) to roll back to (available: %s)"
+                                           % (self.ref, current, cur_version, listing))
+        return older[-1]
+
+    def rollback(self, version: t.Optional[str], check_mode: bool = False) -> t.Dict[str, t.Any]:
+        dep = self.read()
+        container = self.container_name(dep)
+        before_version = template_version(_get(dep, "spec", "template", default={}), container)
+        target = self.rollback_target(dep, version)
+        template = copy.deepcopy(target["template"])
+        (_get(template, "metadata", "labels", default={}) or {}).pop(HASH_LABEL, None)
+        same = target["revision"] == self._current_revision(dep)
+        diff = {"before": {"deployment": self.ref, "version": before_version,
+                           "revision": self._current_revision(dep)},
+                "after": {"deployment": self.ref, "version": target["version"], "revision": target["revision"]}}
+        if check_mode:
+            plan = [] if same else [{"target": self.name, "action": "restore_template", "revision": target["revision"],
+                                     "version": target["version"], "from_version": before_version}]
+            return {"changed": bool(plan), "status": "complete" if same else "planned", "plan": plan, "steps": [],
+                    "diff": diff, "versions": {self.name: before_version}, "to_revision": target["revision"]}
+        steps = []
+        if not same:
+            # what `kubectl rollout undo` does: the old ReplicaSet's template becomes the Deployment's template
+            self.api.patch_deployment(self.namespace, self.name,
+                                      [{"op": "replace", "path": "/spec/template", "value": template}], json_patch=True)
+            steps.append({"target": self.name, "action": "restore_template", "revision": target["revision"],
+                          "version": target["version"], "from_version": before_version, "changed": True})
+        started = self.clock()
+        dep = self.wait(target["version"] or "revision %d" % target["revision"])
+        steps.append({"target": self.name, "action": "wait_rollout", "changed": False,
+                      "seconds": round(self.clock() - started, 3)})
+        return dict(self._summary(dep), changed=not same, status="complete", plan=[], steps=steps, diff=diff,
+                    versions={self.name: target["version"]}, from_version=before_version,
+                    to_revision=target["revision"])
+
+    def status(self) -> t.Dict[str, t.Any]:
+        dep = self.read()
+        summary = self._summary(dep)
+        revs = [dict((k, r[k]) for k in ("revision", "version", "image", "replicas", "ready", "name"))
+                for r in self.revisions(dep)]
+        problems = []
+        if not rollout_complete(dep):
+            n = summary["replicas"]
+            problems.append("%s rollout not complete: %d desired, %d updated, %d ready, %d available; %s"
+                            % (self.ref, n["desired"], n["updated"], n["ready"], n["available"],
+                               _condition_text(summary["conditions"])))
+        return dict(summary, changed=False, revisions=revs, versions={self.name: summary["version"]},
+                    mixed_versions=len([r for r in revs if r["replicas"]]) > 1, healthy=not problems,
+                    problems=problems)
+
+    def verify_backup(self, version: t.Optional[str]) -> t.Dict[str, t.Any]:
+        dep = self.read()
+        try:
+            target = self.rollback_target(dep, version)
+        except VersionNotInstalledError as exc:
+            return {"changed": False, "ok": False, "targets": {self.name: {"ok": False, "problems": [str(exc)]}}}
+        problems = [] if target["image"] else ["revision %d has no image for the release container"
+                                               % target["revision"]]
+        return {"changed": False, "ok": not problems,
+                "targets": {self.name: {"ok": not problems, "problems": problems, "version": target["version"],
+                                        "revision": target["revision"], "image": target["image"],
+                                        "replica_set": target["name"]}}}
+
+
+class KubernetesFleet(Fleet):
+    """The Deployment as the fleet's single target; per-target install/activate are the controller's job."""
+
+    def __init__(self, rollout: DeploymentRollout) -> None:
+        self.rollout = rollout
+
+    def instances(self) -> t.List[Target]:
+        return [Target(self.rollout.name, backend=self.rollout.namespace, extra={"kind": "Deployment"})]
+
+    def current_version(self, target: Target) -> t.Optional[str]:
+        dep = self.rollout.read()
+        return template_version(_get(dep, "spec", "template", default={}), self.rollout.container_name(dep))
+
+    def installed_versions(self, target: Target) -> t.List[str]:
+        """Versions of the revisions the Deployment keeps (revisionHistoryLimit), oldest revision first."""
+        return [str(r["version"]) for r in self.rollout.revisions(self.rollout.read())]
+
+    def wait_ready(self, target: Target, timeout: float) -> None:
+        self.rollout.wait(str(self.current_version(target)))
+
+
+class KubernetesRouter(TrafficRouter):
+    """No traffic capability yet: Services send traffic to Ready pods; weights and color switches come later."""
+
+    capabilities = frozenset()
+
+    def __init__(self, rollout: DeploymentRollout) -> None:
+        self.rollout = rollout
+
+    def check(self) -> None:
+        self.rollout.read()
+
+    def refresh(self, targets: t.List[Target]) -> None:
+        dep = self.rollout.read()
+        for target in targets:
+            target.state = "ready" if rollout_complete(dep) else "down"
+            target.weight = _replica_counts(dep)["ready"]
+
+    def _unsupported(self, what: str) -> NotSupported:
+        return NotSupported("platform kubernetes cannot %s: the Service routes to Ready pods, per-target traffic "
+                            "control is not implemented" % what)
+
+    def drain(self, target: Target, timeout: float) -> bool:
+        raise self._unsupported("drain a target")
+
+    def enable(self, target: Target) -> bool:
+        raise self._unsupported("enable a target")
+
+    def disable(self, target: Target) -> bool:
+        raise self._unsupported("disable a target")
