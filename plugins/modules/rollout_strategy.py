@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - meshos.release.platform
   - meshos.release.platform.haproxy
   - meshos.release.platform.hosts
+  - meshos.release.platform.ssh
   - meshos.release.attributes.action_group
 attributes:
   check_mode:

@@ -9,6 +9,7 @@ dict                doc fragment                                used by
 ROLLOUT_OPTIONS     meshos.release.platform                     rollout_strategy, rollback
 HAPROXY_OPTIONS     meshos.release.platform.haproxy             rollout_strategy, rollback, haproxy_info
 HOSTS_OPTIONS       meshos.release.platform.hosts               rollout_strategy, rollback
+SSH_OPTIONS         meshos.release.platform.ssh                 rollout_strategy, rollback (platform: ssh)
 ==================  ==========================================  ==========================================
 
 A new backend adds its own group (and fragment section) and an entry in ``factory.BACKENDS``.
@@ -53,8 +54,23 @@ HOSTS_OPTIONS = dict(
         weight=dict(type="int"),
         host=dict(type="str"),
         port=dict(type="int"),
+        # platform ssh only: how the controller reaches the target's host (the inventory's ansible_* facts)
+        ssh_host=dict(type="str"),
+        ssh_port=dict(type="int"),
+        ssh_user=dict(type="str"),
+        ssh_private_key_file=dict(type="path"),
+        ssh_known_hosts_file=dict(type="path"),
+        ssh_common_args=dict(type="str"),
     )),
     haproxy_frontends=dict(type="list", elements="str"),
+)  # type: t.Dict[str, t.Any]
+
+# the ssh backend: per-host work on each target's host over the system ssh/scp (targets carry the ssh_* facts)
+SSH_OPTIONS = dict(
+    ssh_connect_timeout=dict(type="float", default=5.0),
+    ssh_command_timeout=dict(type="float", default=120.0),
+    ssh_remote_python=dict(type="str", default="python3"),
+    ssh_control_persist=dict(type="float", default=30.0),
 )  # type: t.Dict[str, t.Any]
 
 
@@ -67,5 +83,5 @@ def merged(*groups: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
 
 
 def rollout_argument_spec() -> t.Dict[str, t.Any]:
-    """Options shared by rollout_strategy and rollback (documented by the three platform fragments)."""
-    return merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS)
+    """Options shared by rollout_strategy and rollback (documented by the four platform fragments)."""
+    return merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS, SSH_OPTIONS)
