@@ -31,6 +31,7 @@ import shlex
 import stat
 import subprocess
 import tempfile
+import time
 import typing as t
 import zlib
 
@@ -153,7 +154,8 @@ class SshFleet(Fleet):
 
     def __init__(self, targets: t.List[Target], interval: float = 0.2, command_timeout: float = 120.0,
                  connect_timeout: float = 5.0, ready_timeout: float = 30.0, remote_python: str = "python3",
-                 ssh: str = "ssh", scp: str = "scp", control_persist: float = 30.0,
+                 ssh: str = "ssh", scp: str = "scp", control_persist: float = 30.0, cache_ttl: float = 5.0,
+                 clock: t.Callable[[], float] = time.monotonic,
                  run: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None) -> None:
         self._targets = targets
         self.interval = interval
@@ -165,12 +167,15 @@ class SshFleet(Fleet):
         self.scp = scp
         self.control_persist = control_persist
         self._control_dir = None  # type: t.Optional[str]
+        self.cache_ttl = cache_ttl
+        self.clock = clock
+        self._current = {}  # type: t.Dict[str, t.Tuple[float, t.Optional[str]]]
         self._run = run or self._subprocess
 
     # ------------------------------------------------------------------ transport
     @staticmethod
     def _subprocess(argv: t.List[str], data: t.Optional[str], timeout: float) -> t.Tuple[int, str, str]:
-        """(rc, stdout, stderr); rc None on timeout (the ssh process is killed)."""
+        """(rc, stdout, stderr); rc -1 on timeout (the ssh process is killed)."""
         try:
             proc = subprocess.run(argv, input=data, stdin=None if data is not None else subprocess.DEVNULL,
                                   capture_output=True, text=True, timeout=timeout, check=False)
@@ -270,18 +275,27 @@ class SshFleet(Fleet):
     def instances(self) -> t.List[Target]:
         return list(self._targets)
 
+    def _remember(self, target: Target, version: t.Optional[str]) -> t.Optional[str]:
+        self._current[target.name] = (self.clock(), version)
+        return version
+
     def current_version(self, target: Target) -> t.Optional[str]:
-        # a plain readlink: this runs around every step of a rollout, so no interpreter start
+        # the runner reads this around every step: what this fleet read or wrote in the last CACHE_TTL seconds
+        # (one operation holds the environment lock, so only this fleet switches `current` meanwhile), else a plain
+        # readlink over ssh (no interpreter start)
+        seen = self._current.get(target.name)
+        if seen is not None and self.clock() - seen[0] < self.cache_ttl:
+            return seen[1]
         link = os.path.join(target.extra["release_root"], "current")
         rc, out, err = self.run_remote(target, "read current", "readlink -- %s" % shlex.quote(link),
                                        timeout=self.connect_timeout + 10)
-        if rc != 0:
-            return None
-        value = out.strip()
-        return os.path.basename(os.path.normpath(value)) if value else None
+        value = out.strip() if rc == 0 else ""
+        return self._remember(target, os.path.basename(os.path.normpath(value)) if value else None)
 
     def installed_versions(self, target: Target) -> t.List[str]:
-        return list(self.call(target, "list releases", {"op": "state"}, self.connect_timeout + 20)["installed"])
+        state = self.call(target, "list releases", {"op": "state"}, self.connect_timeout + 20)
+        self._remember(target, state["current"])
+        return list(state["installed"])
 
     def running_version(self, target: Target) -> t.Optional[str]:
         url = target.extra.get("status_url")
@@ -358,8 +372,10 @@ class SshFleet(Fleet):
 
     def switch_current(self, target: Target, version: str) -> bool:
         releases.check_version(version)
-        return bool(self.call(target, "switch current to %s" % version, {"op": "switch", "version": version})
-                    ["changed"])
+        self._current.pop(target.name, None)
+        changed = self.call(target, "switch current to %s" % version, {"op": "switch", "version": version})["changed"]
+        self._remember(target, version)
+        return bool(changed)
 
     def restart(self, target: Target, version: str) -> None:
         spec = target.extra
@@ -373,10 +389,14 @@ class SshFleet(Fleet):
                                                              _last_line(err) or _last_line(out) or cmd))
 
     def activate(self, target: Target, version: str, force_restart: bool = False) -> bool:
-        installed = self.installed_versions(target)
-        if version not in installed:
-            raise VersionNotInstalledError(releases.not_installed_msg(target.name, version, installed))
-        changed = self.switch_current(target, version)
+        releases.check_version(version)
+        self._current.pop(target.name, None)
+        # one round trip: is it installed, and switch `current` to it
+        switched = self.call(target, "switch current to %s" % version, {"op": "activate", "version": version})
+        if not switched["installed"]:
+            raise VersionNotInstalledError(releases.not_installed_msg(target.name, version, switched["available"]))
+        self._remember(target, version)
+        changed = bool(switched["changed"])
         if changed or force_restart or (target.extra.get("status_url") and self.running_version(target) != version):
             self.restart(target, version)
             changed = True

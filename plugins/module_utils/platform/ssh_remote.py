@@ -109,6 +109,11 @@ def handle(req: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
         return {"removed": releases.prune_releases(root, req["keep"], req.get("protect") or (), req.get("check_mode"))}
     if op == "remove":
         return {"changed": releases.remove_release(root, version)}
+    if op == "activate":
+        available = _installed(root)
+        if version not in available:
+            return {"installed": False, "available": available, "changed": False}
+        return {"installed": True, "changed": releases.switch_current(root, version)}
     if op == "switch":
         return {"changed": releases.switch_current(root, version)}
     if op == "running":
