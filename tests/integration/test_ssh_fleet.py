@@ -115,7 +115,7 @@ class Load:
             self._stop.wait(self.pause)
 
     def __enter__(self):
-        for _ in range(self.threads):
+        for dummy in range(self.threads):
             worker = threading.Thread(target=self._worker, daemon=True)
             worker.start()
             self._workers.append(worker)

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import stat
 import subprocess
 import tempfile
@@ -175,14 +176,21 @@ class SshFleet(Fleet):
     # ------------------------------------------------------------------ transport
     @staticmethod
     def _subprocess(argv: t.List[str], data: t.Optional[str], timeout: float) -> t.Tuple[int, str, str]:
-        """(rc, stdout, stderr); rc -1 on timeout (the ssh process is killed)."""
+        """(rc, stdout, stderr); rc -1 on timeout (ssh and its children are killed)."""
+        # AnsibleModule.run_command has no timeout: a cut-off host must not hang the rollout
+        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+            argv, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True)
         try:
-            proc = subprocess.run(argv, input=data, stdin=None if data is not None else subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            return -1, "", "no answer within %ss %s" % (timeout, _last_line(err))
-        return proc.returncode, proc.stdout, proc.stderr
+            out, err = proc.communicate(data.encode() if data is not None else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            out, err = proc.communicate()
+            return -1, "", "no answer within %ss %s" % (timeout, _last_line(err.decode("utf-8", "replace")))
+        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
     @staticmethod
     def destination(target: Target) -> str:
@@ -261,8 +269,8 @@ class SshFleet(Fleet):
         rc, out, err = self.run_remote(target, what, "%s -" % shlex.quote(self.remote_python), timeout, data=script)
         lines = [line for line in out.splitlines() if line.startswith(_RESULT_MARK)]
         if not lines:
-            raise CommandError("%s failed (exit %d): %s" % (self._where(target, what), rc,
-                                                             _last_line(err) or _last_line(out) or "no result"))
+            detail = _last_line(err) or _last_line(out) or "no result"
+            raise CommandError("%s failed (exit %d): %s" % (self._where(target, what), rc, detail))
         result = json.loads(lines[-1][len(_RESULT_MARK):])
         if result.get("failed"):
             cls = getattr(_base, str(result.get("error")), None)
@@ -385,8 +393,8 @@ class SshFleet(Fleet):
         # argv quoted for the remote shell: the command runs as given, never re-split or expanded there
         rc, out, err = self.run_remote(target, "restart (%s)" % cmd, " ".join(shlex.quote(a) for a in argv))
         if rc != 0:
-            raise CommandError("%s failed (exit %d): %s" % (self._where(target, "restart (%s)" % cmd), rc,
-                                                             _last_line(err) or _last_line(out) or cmd))
+            detail = _last_line(err) or _last_line(out) or cmd
+            raise CommandError("%s failed (exit %d): %s" % (self._where(target, "restart (%s)" % cmd), rc, detail))
 
     def activate(self, target: Target, version: str, force_restart: bool = False) -> bool:
         releases.check_version(version)
@@ -408,4 +416,3 @@ class SshFleet(Fleet):
         self.call(target, "wait for %s" % url, {"op": "wait_ready", "url": url, "timeout": timeout,
                                                 "interval": self.interval, "name": target.name},
                   timeout=timeout + self.connect_timeout + 10)
-

@@ -10,12 +10,12 @@ construction rather than by a second implementation. One request in, one result 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
 import typing as t
-import urllib.error
-import urllib.request
+import urllib.parse
 
 from ansible_collections.meshos.release.plugins.module_utils.platform import releases
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
@@ -43,13 +43,20 @@ def _installed(root: str) -> t.List[str]:
 
 
 def _http(url: str, timeout: float = 2.0) -> t.Tuple[int, bytes]:
+    """(status, body) of GET URL, 0 when nothing answers (plain http.client: only the standard library is here)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("invalid URL %r: expected http(s)://host[:port]/path" % url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # nosec - the target's own ready/status URL
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
-    except (urllib.error.URLError, OSError, ValueError):
+        conn.request("GET", (parts.path or "/") + ("?" + parts.query if parts.query else ""))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except (OSError, http.client.HTTPException):
         return 0, b""
+    finally:
+        conn.close()
 
 
 def _intact(root: str, version: str, artifact_sha256: str) -> bool:
