@@ -27,7 +27,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _hosts_env as h  # noqa: E402
-from conftest import REPO_ROOT, port_is_free  # noqa: E402
+from conftest import REPO_ROOT, haproxy_command, port_is_free  # noqa: E402
 
 NETFLEET = REPO_ROOT / "roles" / "lab" / "files" / "netfleet.py"
 LABCTL = REPO_ROOT / "roles" / "lab" / "files" / "labctl.py"
@@ -260,12 +260,14 @@ def test_a_host_cut_off_mid_rollout_fails_naming_it_and_the_changed_hosts_roll_b
         watcher.start()
         rc, result = h.call_module("rollout_strategy", args(fleet, version="5.2.0", artifact=artifact(fleet, "5.2.0"),
                                                             batch_size="1"))
+        failed_at = time.monotonic()
         watcher.join(5)
         assert cut.get("result", {}).get("faults") == ["link-down"], cut
         assert rc != 0
         msg = result["msg"]
         assert "\n" not in msg and "host app3" in msg and "unreachable" in msg, msg
         assert "restored app1, app2 to 5.0.0" in msg, msg
+        print("host cut off %.1fs before the task failed: %s" % (failed_at - cut["at"], msg))
         assert current(fleet, "app1") == current(fleet, "app2") == "5.0.0"
         restored = dict((r["target"], r) for r in result["restored"])
         assert restored["app1"]["restored"] and restored["app2"]["restored"]
@@ -274,3 +276,20 @@ def test_a_host_cut_off_mid_rollout_fails_naming_it_and_the_changed_hosts_roll_b
         assert servers["app3"][0] != "UP"  # cut off: out of traffic (HAProxy's check and the restore agree)
     finally:
         netfleet(fleet["root"], "fault", "app3", "clear")
+        haproxy_command(fleet["sock"], "set server be_app/app3 state ready")  # the restore took it out of traffic
+
+
+def test_an_unreachable_host_fails_before_anything_changes(fleet):
+    netfleet(fleet["root"], "fault", "app2", "sshd-stop")
+    try:
+        rc, result = h.call_module("rollout_strategy", args(fleet, version="5.2.0", artifact=artifact(fleet, "5.2.0"),
+                                                            ssh_control_persist=0.0))
+        assert rc != 0
+        msg = result["msg"]
+        assert "\n" not in msg and "host app2 (root@%s.12)" % SUBNET in msg and "unreachable" in msg, msg
+        assert [current(fleet, n) for n in HOSTS] == ["5.0.0"] * 3
+        assert not (Path(fleet["targets"][0]["release_root"]) / "releases" / "5.2.0").exists()
+        assert all(v == ("UP", 100) for v in h.servers(fleet["sock"], "be_app").values())
+        print("unreachable before the deploy: %s" % msg)
+    finally:
+        netfleet(fleet["root"], "fault", "app2", "clear")
