@@ -87,8 +87,9 @@ options:
     type: path
   targets:
     description:
-      - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
-        storage); for remote hosts run per-host tasks with C(delegate_to).
+      - The fleet. With O(platform=hosts), paths, commands and URLs are used on the machine running the module (the
+        HAProxy host, or shared storage). With O(platform=ssh), they are used on each target's own host, reached
+        with the target's C(ssh_*) fields.
     type: list
     elements: dict
     required: true
