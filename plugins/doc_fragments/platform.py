@@ -14,13 +14,18 @@ options:
   platform:
     description:
       - The backend that runs the instances and routes their traffic.
-      - C(hosts) is instances with release directories and a restart command (O(targets)) whose traffic goes through
-        HAProxy (O(haproxy_socket)); every strategy.
+      - C(hosts) (default), instances with release directories and a restart command (O(targets)) on the machine
+        running the module, whose traffic goes through HAProxy (O(haproxy_socket)).
+      - C(ssh), the same instances on their own hosts; every release operation (copy the artifact, check its
+        sha256, install, verify, prune, switch C(current), restart, wait ready) runs on the target's host over the
+        system C(ssh)/C(scp) with the target's O(targets[].ssh_host) and other C(ssh_*) facts, while traffic stays
+        with HAProxy on the machine running the module (the balancer). See the C(meshos.release.platform.ssh)
+        options.
       - C(kubernetes) is one Deployment (O(deployment) in O(namespace)) rolled by its own controller; strategy
         C(rolling) and rollback (previous revision or a named version) only, blue-green and canary fail as not
         supported before anything changes.
     type: str
-    choices: [hosts, kubernetes]
+    choices: [hosts, kubernetes, ssh]
     default: hosts
   environment:
     description:
@@ -77,7 +82,7 @@ options:
   haproxy_socket:
     description:
       - HAProxy runtime API unix socket (C(stats socket ...)); changing servers, weights or the route map needs
-        C(level admin). Required with O(platform=hosts).
+        C(level admin). Required with O(platform=hosts) and O(platform=ssh).
     type: path
   backend:
     description:
@@ -91,8 +96,9 @@ options:
     type: path
   targets:
     description:
-      - The fleet. Paths and commands are used on the machine running the module (the HAProxy host, or shared
-        storage); for remote hosts run per-host tasks with C(delegate_to). Required with O(platform=hosts).
+      - The fleet. With O(platform=hosts), paths, commands and URLs are used on the machine running the module (the
+        HAProxy host, or shared storage). With O(platform=ssh), they are used on each target's own host, reached
+        with the target's C(ssh_*) fields. Required with O(platform=hosts) and O(platform=ssh).
     type: list
     elements: dict
     suboptions:
@@ -136,6 +142,32 @@ options:
       port:
         description: Value for the C({port}) placeholder.
         type: int
+      ssh_host:
+        description:
+          - O(platform=ssh) only (elsewhere an error). Address or name of the target's host, the inventory's
+            C(ansible_host); defaults to O(targets[].host). With O(platform=ssh), O(targets[].release_root),
+            O(targets[].restart_command) and O(targets[].ready_url) are paths, commands and URLs on that host.
+        type: str
+      ssh_port:
+        description: O(platform=ssh) only. SSH port of the host (C(ansible_port)), default 22.
+        type: int
+      ssh_user:
+        description: O(platform=ssh) only. Login name (C(ansible_user)); default is the ssh client's.
+        type: str
+      ssh_private_key_file:
+        description: O(platform=ssh) only. Private key on the controller (C(ansible_ssh_private_key_file)).
+        type: path
+      ssh_known_hosts_file:
+        description:
+          - O(platform=ssh) only. known_hosts file holding the host's key; when set, host keys are checked strictly
+            against it.
+        type: path
+      ssh_common_args:
+        description:
+          - O(platform=ssh) only. Extra ssh options, as in C(ansible_ssh_common_args) (for example
+            C(-o UserKnownHostsFile=... -o StrictHostKeyChecking=yes)). C(BatchMode=yes) and the connect timeout
+            come first and cannot be overridden.
+        type: str
   haproxy_frontends:
     description:
       - HAProxy frontends whose C(req_tot) and C(hrsp_5xx) counters measure the requests and failed requests in
@@ -189,4 +221,33 @@ options:
         reported as STUCK with the conditions and the new ReplicaSet's pod states.
     type: float
     default: 600.0
+"""
+
+    # SSH_OPTIONS: the ssh backend (per-host work over the system ssh/scp)
+    SSH = r"""
+options:
+  ssh_connect_timeout:
+    description:
+      - O(platform=ssh). Seconds ssh waits for a host's connection (C(ConnectTimeout)); an unreachable host fails
+        the step naming the target, its ssh destination and the operation.
+    type: float
+    default: 5.0
+  ssh_command_timeout:
+    description:
+      - O(platform=ssh). Seconds one remote operation (an artifact copy, C(restart_command)) may take before ssh is
+        killed and the host counts as unreachable. Readiness waits use O(ready_timeout) plus the connect timeout.
+    type: float
+    default: 120.0
+  ssh_remote_python:
+    description:
+      - O(platform=ssh). Python 3.9+ on the hosts that runs the release operations (sent on stdin, nothing is
+        installed on the host).
+    type: str
+    default: python3
+  ssh_control_persist:
+    description:
+      - O(platform=ssh). Seconds a shared ssh connection per host (C(ControlMaster)) stays open after its last use;
+        C(0) opens one connection per operation.
+    type: float
+    default: 30.0
 """

@@ -34,6 +34,7 @@ extends_documentation_fragment:
   - meshos.release.platform
   - meshos.release.platform.hosts
   - meshos.release.platform.kubernetes
+  - meshos.release.platform.ssh
   - meshos.release.attributes.action_group
 attributes:
   check_mode:

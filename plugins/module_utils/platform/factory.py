@@ -9,6 +9,7 @@ own options (ConfigError before anything is touched).
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import ConfigError, Platform
@@ -16,20 +17,28 @@ from ansible_collections.meshos.release.plugins.module_utils.platform.base impor
 RunCommand = t.Optional[t.Callable[..., t.Tuple[int, str, str]]]
 
 
-def _hosts(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:
-    """Hosts with release directories (``hosts.HostsFleet``) behind HAProxy (``haproxy_router.HAProxyRouter``)."""
+def _haproxy_router(params: t.Dict[str, t.Any]) -> t.Any:
+    """The HAProxy router on the machine running the module (the balancer), default_weight checked."""
     from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient
     from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy_router import HAProxyRouter
-    from ansible_collections.meshos.release.plugins.module_utils.platform.hosts import HostsFleet, parse_targets
 
     for key in ("haproxy_socket", "targets"):
         if not params.get(key):
-            raise ConfigError("platform hosts needs %s" % key)
+            raise ConfigError("platform %s needs %s" % (params.get("platform") or "hosts", key))
     router = HAProxyRouter(HAProxyClient(params["haproxy_socket"]), route_map=params.get("route_map"),
                            interval=params["interval"])
     max_weight = router.max_weight()
     if not 1 <= params["default_weight"] <= max_weight:
         raise ConfigError("invalid default_weight %r: expected 1-%d" % (params["default_weight"], max_weight))
+    return router
+
+
+def _hosts(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:
+    """Hosts with release directories (``hosts.HostsFleet``) behind HAProxy (``haproxy_router.HAProxyRouter``)."""
+    from ansible_collections.meshos.release.plugins.module_utils.platform.hosts import HostsFleet, parse_targets
+
+    router = _haproxy_router(params)
+    max_weight = router.max_weight()
     targets = parse_targets(params["targets"], params["backend"], need_color=need_color, max_weight=max_weight)
     fleet = HostsFleet(targets, interval=params["interval"], command_timeout=max(params["ready_timeout"], 10.0),
                        run_command=run_command)
@@ -63,9 +72,36 @@ def _kubernetes(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCo
     return Platform(KubernetesFleet(rollout), KubernetesRouter(rollout), native=rollout)
 
 
+def _ssh(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:
+    """Instances on their own hosts, release work over SSH (``ssh_fleet.SshFleet``), HAProxy on the balancer."""
+    from ansible_collections.meshos.release.plugins.module_utils.platform.ssh_fleet import SshFleet, parse_ssh_targets
+
+    persist = params.get("ssh_control_persist")
+    if persist is not None and not 0 <= persist <= 3600:
+        raise ConfigError("invalid ssh_control_persist %r: expected seconds 0-3600 (0: no shared connection)"
+                          % (persist,))
+    python = params.get("ssh_remote_python") or "python3"
+    if not re.match(r"^[A-Za-z0-9_./+-]+$", python):
+        raise ConfigError("invalid ssh_remote_python %r: a command name or absolute path" % (python,))
+    for key in ("ssh_connect_timeout", "ssh_command_timeout"):
+        value = params.get(key)
+        if value is not None and not 0 < value <= 3600:
+            raise ConfigError("invalid %s %r: expected seconds, more than 0 and at most 3600" % (key, value))
+    router = _haproxy_router(params)
+    targets = parse_ssh_targets(params["targets"], params["backend"], need_color=need_color,
+                                max_weight=router.max_weight())
+    fleet = SshFleet(targets, interval=params["interval"], command_timeout=params.get("ssh_command_timeout") or 120.0,
+                     connect_timeout=params.get("ssh_connect_timeout") or 5.0,
+                     ready_timeout=max(params["ready_timeout"], 10.0),
+                     remote_python=params.get("ssh_remote_python") or "python3",
+                     control_persist=params.get("ssh_control_persist", 30.0) or 0.0)
+    return Platform(fleet, router)
+
+
 BACKENDS = {
     "hosts": _hosts,
     "kubernetes": _kubernetes,
+    "ssh": _ssh,
 }  # type: t.Dict[str, t.Callable[[t.Dict[str, t.Any], bool, RunCommand], Platform]]
 
 

@@ -10,10 +10,11 @@ ROLLOUT_OPTIONS     meshos.release.platform                     rollout_strategy
 HAPROXY_OPTIONS     meshos.release.platform.haproxy             rollout_strategy, rollback, haproxy_info
 HOSTS_OPTIONS       meshos.release.platform.hosts               rollout_strategy, rollback
 KUBERNETES_OPTIONS  meshos.release.platform.kubernetes          rollout_strategy, rollback
+SSH_OPTIONS         meshos.release.platform.ssh                 rollout_strategy, rollback (platform: ssh)
 ==================  ==========================================  ==========================================
 
 rollout_strategy and rollback take ``haproxy_socket`` and ``targets`` as optional (documented in the hosts section):
-they are required only with ``platform: hosts`` (``HOSTS_REQUIRED_IF``).
+they are required only with ``platform: hosts`` and ``platform: ssh`` (``HOSTS_REQUIRED_IF``, ``SSH_REQUIRED_IF``).
 
 A new backend adds its own group (and fragment section) and an entry in ``factory.BACKENDS``.
 """
@@ -57,8 +58,23 @@ HOSTS_OPTIONS = dict(
         weight=dict(type="int"),
         host=dict(type="str"),
         port=dict(type="int"),
+        # platform ssh only: how the controller reaches the target's host (the inventory's ansible_* facts)
+        ssh_host=dict(type="str"),
+        ssh_port=dict(type="int"),
+        ssh_user=dict(type="str"),
+        ssh_private_key_file=dict(type="path"),
+        ssh_known_hosts_file=dict(type="path"),
+        ssh_common_args=dict(type="str"),
     )),
     haproxy_frontends=dict(type="list", elements="str"),
+)  # type: t.Dict[str, t.Any]
+
+# the ssh backend: per-host work on each target's host over the system ssh/scp (targets carry the ssh_* facts)
+SSH_OPTIONS = dict(
+    ssh_connect_timeout=dict(type="float", default=5.0),
+    ssh_command_timeout=dict(type="float", default=120.0),
+    ssh_remote_python=dict(type="str", default="python3"),
+    ssh_control_persist=dict(type="float", default=30.0),
 )  # type: t.Dict[str, t.Any]
 
 
@@ -76,6 +92,7 @@ KUBERNETES_OPTIONS = dict(
 )  # type: t.Dict[str, t.Any]
 
 HOSTS_REQUIRED_IF = [("platform", "hosts", ("haproxy_socket", "targets"))]
+SSH_REQUIRED_IF = [("platform", "ssh", ("haproxy_socket", "targets"))]
 KUBERNETES_REQUIRED_IF = [("platform", "kubernetes", ("deployment",))]
 
 
@@ -88,9 +105,9 @@ def merged(*groups: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
 
 
 def rollout_argument_spec() -> t.Dict[str, t.Any]:
-    """Options shared by rollout_strategy and rollback (documented by the platform, hosts and kubernetes fragments)."""
-    spec = merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS, KUBERNETES_OPTIONS)
-    spec["platform"]["choices"] = ["hosts", "kubernetes"]
+    """Options shared by rollout_strategy and rollback (documented by the platform fragments: hosts, ssh, kubernetes)."""
+    spec = merged(ROLLOUT_OPTIONS, HAPROXY_OPTIONS, HOSTS_OPTIONS, SSH_OPTIONS, KUBERNETES_OPTIONS)
+    spec["platform"]["choices"] = ["hosts", "kubernetes", "ssh"]
     for key in ("haproxy_socket", "targets"):
         spec[key]["required"] = False
     return spec
@@ -98,4 +115,4 @@ def rollout_argument_spec() -> t.Dict[str, t.Any]:
 
 def rollout_required_if() -> t.List[t.Any]:
     """``required_if`` of rollout_strategy and rollback: each backend's own required options."""
-    return list(HOSTS_REQUIRED_IF + KUBERNETES_REQUIRED_IF)
+    return list(HOSTS_REQUIRED_IF + SSH_REQUIRED_IF + KUBERNETES_REQUIRED_IF)

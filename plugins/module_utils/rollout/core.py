@@ -205,11 +205,21 @@ class RunnerCore:
                 op["done"].append(target.name)
             self.store.save()
 
-    def _versions(self, targets: t.List[Target]) -> t.Dict[str, t.Optional[str]]:
-        return dict((tg.name, self.p.fleet.current_version(tg)) for tg in targets)
+    def _versions(self, targets: t.List[Target], tolerant: bool = False) -> t.Dict[str, t.Optional[str]]:
+        """Each target's current version; TOLERANT (after a failure): None for a target that cannot be read (an
+        unreachable host), so the failure report and the state file still get written."""
+        versions = {}  # type: t.Dict[str, t.Optional[str]]
+        for target in targets:
+            try:
+                versions[target.name] = self.p.fleet.current_version(target)
+            except PlatformError:
+                if not tolerant:
+                    raise
+                versions[target.name] = None
+        return versions
 
     def _result(self, targets: t.List[Target], status: str, **extra: t.Any) -> t.Dict[str, t.Any]:
-        versions = self._versions(targets)
+        versions = self._versions(targets, tolerant=status == "failed")
         result = {
             "changed": bool(self.plan) if self.check_mode else any(a.get("changed") for a in self.actions),
             "status": status, "plan": self.plan, "steps": self.actions, "versions": versions,

@@ -103,7 +103,7 @@ class RestoreMixin:
         removed = self._remove_failed_release(op, targets)
         restored = [r["target"] for r in reports if r.get("restored")]
         out = [r for r in reports if not r.get("restored")]
-        versions = self._versions(targets)
+        versions = self._versions(targets, tolerant=True)
         op["pending"] = []
         data = self.store.data
         if op.get("kind") == "deploy" and failed_version:

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +51,7 @@ class Harness:
         return [tg for tg in self.platform.targets() if tg.name == name][0]
 
 
-def _fake(tmp_path, monkeypatch):
+def _fake(tmp_path, monkeypatch, request=None):
     return Harness(FakePlatform(["a", "b"], installed=("5.0.0",), colors={"a": "blue", "b": "green"}),
                    lambda version: str(tmp_path / ("app-%s.tar.gz" % version)))
 
@@ -93,7 +98,7 @@ def _tarball(path, version):
     return str(path)
 
 
-def _hosts(tmp_path, monkeypatch):
+def _hosts(tmp_path, monkeypatch, request=None):
     def artifact(version):
         # built once per version: a rebuilt tarball has another gzip mtime, hence another sha256 (a new artifact)
         path = tmp_path / ("meshapp-%s.tar.gz" % version)
@@ -113,12 +118,75 @@ def _hosts(tmp_path, monkeypatch):
     return Harness(Platform(fleet, HAProxyRouter(stub, route_map=route_map, sleep=lambda s: None)), artifact)
 
 
-BACKENDS = {"fake": _fake, "hosts": _hosts}
+# the ssh backend runs against real hosts: a 2-host network-namespace fleet of the lab (roles/lab/files/netfleet.py),
+# prefix wsh and 10.79.0.0/24 (also used by tests/integration/test_ssh_fleet.py; each skips while the other holds it)
+NETFLEET = Path(__file__).resolve().parents[3] / "roles" / "lab" / "files" / "netfleet.py"
+SSH_PREFIX, SSH_SUBNET = "wsh", "10.79.0"
+
+
+def _netfleet(root, *args):
+    proc = subprocess.run([sys.executable, str(NETFLEET), "--root", str(root)] + list(args), capture_output=True,
+                          text=True, timeout=180, check=False)
+    lines = proc.stdout.strip().splitlines()
+    return proc.returncode, (json.loads(lines[-1]) if lines else {"msg": proc.stderr.strip()})
+
+
+def _wsh_in_use():
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return [line.split()[0] for line in netns.splitlines() if line.startswith(SSH_PREFIX + "-")]
+
+
+@pytest.fixture(scope="module")
+def ssh_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the ssh backend's contract runs against a network-namespace fleet: needs root")
+    if not (shutil.which("ip") and os.path.exists("/usr/sbin/sshd") and shutil.which("ssh")):
+        pytest.skip("the ssh backend's contract needs iproute2 and openssh-server/openssh-client")
+    if _wsh_in_use():
+        pytest.skip("a fleet with prefix %s exists already (%s): another run is using it" % (SSH_PREFIX, _wsh_in_use()))
+    root = tmp_path_factory.mktemp("wsh-contract")
+    try:
+        rc, up = _netfleet(root, "up", "--hosts", "2", "--prefix", SSH_PREFIX, "--subnet", SSH_SUBNET,
+                           "--mode", "netns")
+        if rc != 0 or up.get("mode") != "netns":
+            pytest.skip("no network-namespace fleet here: %s" % (up.get("msg") or up.get("fallback_reason")))
+        yield up
+    finally:
+        _netfleet(root, "down")
+
+
+def _ssh(tmp_path, monkeypatch, request=None):
+    from ansible_collections.meshos.release.plugins.module_utils.platform.ssh_fleet import SshFleet, parse_ssh_targets
+
+    lab = request.getfixturevalue("ssh_lab")
+
+    def artifact(version):
+        path = tmp_path / ("meshapp-%s.tar.gz" % version)
+        return str(path) if path.exists() else _tarball(path, version)
+
+    # the release roots live in this test's directory (the hosts share the filesystem, not the network); every
+    # operation on them still goes through the host's sshd and python
+    specs = []
+    for name, host in (("a", lab["hosts"][0]), ("b", lab["hosts"][1])):
+        root = str(tmp_path / name)
+        install_release(root, "5.0.0", artifact("5.0.0"))
+        switch_current(root, "5.0.0")
+        specs.append({"name": name, "color": "blue" if name == "a" else "green", "release_root": root,
+                      "restart_command": "true {name} {version}", "ready_url": "http://127.0.0.1:8080/ready",
+                      "ssh_host": host["address"], "ssh_user": "root", "ssh_private_key_file": lab["client_key"],
+                      "ssh_known_hosts_file": lab["known_hosts"]})
+    fleet = SshFleet(parse_ssh_targets(specs), interval=0.05, ready_timeout=10, control_persist=5)
+    route_map = str(tmp_path / "route.map")
+    stub = _StubHAProxy([("be_blue", "a"), ("be_green", "b")], route_map)
+    return Harness(Platform(fleet, HAProxyRouter(stub, route_map=route_map, sleep=lambda s: None)), artifact)
+
+
+BACKENDS = {"fake": _fake, "hosts": _hosts, "ssh": _ssh}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request, tmp_path, monkeypatch):
-    return BACKENDS[request.param](tmp_path, monkeypatch)
+    return BACKENDS[request.param](tmp_path, monkeypatch, request)
 
 
 # ---------------------------------------------------------------------------- shape
