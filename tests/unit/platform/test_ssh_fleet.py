@@ -214,5 +214,5 @@ def test_the_factory_builds_it_and_checks_its_options(tmp_path, monkeypatch):
                                ("ssh_remote_python", "python3; rm", "invalid ssh_remote_python")):
         with pytest.raises(ConfigError, match=re.escape(needle)):
             build_platform(dict(params, **{key: value}))
-    with pytest.raises(ConfigError, match="expected one of hosts, ssh"):
+    with pytest.raises(ConfigError, match="expected one of hosts, kubernetes, ssh"):
         build_platform(dict(params, platform="k8s"))
