@@ -39,3 +39,17 @@ attributes:
     membership:
       - meshos.release.release
 """
+
+    # Modules in both the release group and the platform group (rollout_strategy, rollback)
+    ACTION_GROUP_PLATFORM = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/meshos.release.release) or C(group/meshos.release.platform) in C(module_defaults) to set defaults
+        for this module; the C(platform) group holds the modules that share the platform options.
+    support: full
+    membership:
+      - meshos.release.release
+      - meshos.release.platform
+"""

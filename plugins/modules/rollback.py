@@ -35,7 +35,7 @@ extends_documentation_fragment:
   - meshos.release.platform.hosts
   - meshos.release.platform.kubernetes
   - meshos.release.platform.ssh
-  - meshos.release.attributes.action_group
+  - meshos.release.attributes.action_group_platform
 attributes:
   check_mode:
     support: full
