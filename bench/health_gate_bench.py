@@ -107,7 +107,7 @@ def main():
         return 0
 
     sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
-    from ansible_collections.meshos.release.plugins.module_utils._health_sources import fetch_many
+    from ansible_collections.meshos.release.plugins.module_utils.gate.sources import fetch_many
 
     server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", "--host", args.host,
                                "--base-port", str(args.base_port), "--count", str(args.count)],

@@ -44,7 +44,7 @@ def _import_plan():
     os.makedirs(os.path.join(tree, "ansible_collections", "meshos"))
     os.symlink(ROOT, os.path.join(tree, "ansible_collections", "meshos", "release"))
     sys.path.insert(0, tree)
-    from ansible_collections.meshos.release.plugins.module_utils import _release  # pylint: disable=import-outside-toplevel
+    from ansible_collections.meshos.release.plugins.module_utils.release import release as _release  # pylint: disable=import-outside-toplevel
     return _release, tree
 
 

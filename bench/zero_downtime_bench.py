@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "integration"))
 
 import _hosts_env as h  # noqa: E402
 
-from ansible_collections.meshos.release.plugins.module_utils._rollout import (  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import (  # noqa: E402
     build_runner, common_argument_spec, measured_run)
 
 

@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LABCTL = os.path.join(REPO, "roles", "lab", "files", "labctl.py")
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 
-from ansible_collections.meshos.release.plugins.module_utils._hosts import install_release, switch_current  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.platform.releases import install_release, switch_current  # noqa: E402
 
 HAPROXY_CFG = """global
     stats socket {sock} mode 600 level admin

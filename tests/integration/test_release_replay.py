@@ -49,14 +49,14 @@ _RANK = {None: 0, "patch": 1, "minor": 2, "major": 3}
 
 def _import_release():
     try:
-        from ansible_collections.meshos.release.plugins.module_utils import _release  # pylint: disable=import-outside-toplevel
+        from ansible_collections.meshos.release.plugins.module_utils.release import release as _release  # pylint: disable=import-outside-toplevel
     except ImportError:
         tree = tempfile.mkdtemp(prefix="relver-replay-collections-")
         os.makedirs(os.path.join(tree, "ansible_collections", "meshos"))
         os.symlink(ROOT, os.path.join(tree, "ansible_collections", "meshos", "release"))
         atexit.register(shutil.rmtree, tree, True)
         sys.path.insert(0, tree)
-        from ansible_collections.meshos.release.plugins.module_utils import _release  # pylint: disable=import-outside-toplevel
+        from ansible_collections.meshos.release.plugins.module_utils.release import release as _release  # pylint: disable=import-outside-toplevel
     return _release
 
 

@@ -26,8 +26,8 @@ os.symlink(ROOT, os.path.join(_COLLECTIONS, "ansible_collections", "meshos", "re
 sys.path.insert(0, _COLLECTIONS)
 atexit.register(shutil.rmtree, _COLLECTIONS, True)
 
-from ansible_collections.meshos.release.plugins.module_utils import _manifest, _release  # noqa: E402
-from ansible_collections.meshos.release.plugins.module_utils._release import ReleaseError  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.release import manifest as _manifest, release as _release  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.release.release import ReleaseError  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 

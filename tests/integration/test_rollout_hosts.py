@@ -16,8 +16,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _hosts_env as h  # noqa: E402
-from ansible_collections.meshos.release.plugins.module_utils._haproxy import HAProxyClient, TrafficMeter  # noqa: E402
-from ansible_collections.meshos.release.plugins.module_utils._hosts import sort_versions  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient, TrafficMeter  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.platform.releases import sort_versions  # noqa: E402
 
 PORT_BASE = 21000
 
