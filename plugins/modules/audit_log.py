@@ -193,13 +193,8 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.meshos.release.plugins.module_utils._audit import (
-    KEY_ENV,
-    RESULTS,
-    AuditError,
-    AuditLog,
-    load_key,
-)
+from ansible_collections.meshos.release.plugins.module_utils._audit import RESULTS, AuditLog
+from ansible_collections.meshos.release.plugins.module_utils._audit_chain import KEY_ENV, AuditError, load_key
 from ansible_collections.meshos.release.plugins.module_utils._redact import redact_text
 
 

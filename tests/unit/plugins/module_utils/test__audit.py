@@ -12,10 +12,10 @@ import os
 import pytest
 
 from ansible_collections.meshos.release.plugins.module_utils import _audit
-from ansible_collections.meshos.release.plugins.module_utils._audit import (
+from ansible_collections.meshos.release.plugins.module_utils._audit import AuditLog
+from ansible_collections.meshos.release.plugins.module_utils._audit_chain import (
     GENESIS,
     AuditError,
-    AuditLog,
     entry_hash,
     entry_mac,
     load_key,

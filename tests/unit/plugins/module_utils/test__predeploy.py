@@ -103,7 +103,7 @@ def test_run_command_real_success_failure_timeout():
     rc, _out, err, _d, timed_out = run_command([sys.executable, "-c", "import sys; sys.stderr.write('bad'); sys.exit(3)"], 10)
     assert (rc, err, timed_out) == (3, "bad", False)
     rc, out, _err, _d, timed_out = run_command(
-        [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"], 0.5)
+        [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"], 5)
     assert timed_out and out.strip() == "started"
     rc, _out, err, _d, _t = run_command(["/nonexistent/cmd"], 1)
     assert rc is None and "cannot run" in err
