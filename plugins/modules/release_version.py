@@ -53,6 +53,8 @@ description:
     the local release stays complete, and a rerun only pushes. O(push=always) fails when there is no upstream,
     O(push=never) never pushes."
 extends_documentation_fragment:
+  - meshos.release.release.git
+  - meshos.release.release.manifest
   - meshos.release.attributes
   - meshos.release.attributes.action_group
 attributes:
@@ -129,100 +131,6 @@ options:
     type: str
     choices: [minor, major]
     default: minor
-  changelog_types:
-    description:
-      - Commit types shown in the changelog and their section titles, in order (Breaking changes always come first).
-      - Default C(feat=Features), C(fix=Bug fixes), C(perf=Performance), C(revert=Reverts).
-    type: dict
-  commit_url:
-    description: When set, each changelog entry links its commit; C({sha}) is replaced by the full commit id.
-    type: str
-  date:
-    description:
-      - Release date in the changelog heading and the tag message; default today (UTC).
-      - An ISO calendar date C(YYYY-MM-DD) and nothing else (anything else fails, naming the value).
-    type: str
-  changelog:
-    description: Whether to update the changelog file.
-    type: bool
-    default: true
-  changelog_path:
-    description: Changelog file, relative to O(path) unless absolute.
-    type: str
-    default: CHANGELOG.md
-  commit:
-    description: Commit the changelog (C(chore(release) <version>)) before tagging, so the tag contains it.
-    type: bool
-    default: false
-  tag:
-    description: Whether to create the annotated tag.
-    type: bool
-    default: true
-  allow_dirty:
-    description:
-      - Release from a work tree with uncommitted or untracked files. By default the module refuses, naming the paths,
-        so that the release is what was committed; its own changelog, manifest directory and artifacts do not count.
-      - A run that writes nothing (O(changelog=false), O(tag=false), no O(commit), no O(manifest_dir)) only computes
-        the version and is not refused.
-    type: bool
-    default: false
-  allow_detached:
-    description: Make the tag (and release commit) on a detached C(HEAD), i.e. on a commit no branch may contain.
-    type: bool
-    default: false
-  unshallow:
-    description:
-      - In a shallow clone, deepen the repository first with C(git fetch --unshallow --tags) (a network call to the
-        clone's remote). Without it a shallow clone fails, because its history and tags may be incomplete.
-      - Not done in check mode (which then fails on a shallow clone).
-    type: bool
-    default: false
-  push:
-    description:
-      - V(auto) pushes the release commit and tag (atomically) when the current branch has an upstream remote,
-        V(always) requires an upstream and pushes, V(never) keeps the release local.
-      - A rerun on an already released C(HEAD) pushes what is missing on the remote.
-      - In check mode nothing is pushed (C(steps.push=pending) for a new release, a C(git push --dry-run) otherwise).
-    type: str
-    choices: [auto, always, never]
-    default: auto
-  sign:
-    description: Sign the tag (C(git tag -s)) with git's own signing configuration (gpg or ssh C(gpg.format)).
-    type: bool
-    default: false
-  manifest_dir:
-    description: Directory for C(release-<version>.json); no manifest is written when unset.
-    type: path
-  artifacts:
-    description: Files whose sha256 goes into the manifest.
-    type: list
-    elements: path
-    default: []
-  signing_key:
-    description:
-      - Private ssh key that signs the manifest (C(release-<version>.json.sig)). The signature is verified right
-        after signing, against O(public_key) or, when unset, the public key derived from this key
-        (C(ssh-keygen -y)); a key that cannot be used fails the task before any change.
-    type: path
-  manifest_path:
-    description: Manifest to check with O(state=verify).
-    type: path
-  public_key:
-    description:
-      - Public ssh key the manifest signature must verify against (O(state=verify)).
-      - With O(state=create) and O(signing_key), the key the new signature must verify against (default derived
-        from O(signing_key)).
-    type: path
-  allowed_signers:
-    description: An ssh C(allowed_signers) file instead of O(public_key).
-    type: path
-  signer_identity:
-    description: Principal of the signer in the allowed signers.
-    type: str
-    default: meshos-release
-  artifact_dir:
-    description: With O(state=verify), look for the artifacts by name in this directory instead of their recorded paths.
-    type: path
 notes:
   - Needs C(git) on the target; signing and verification need C(ssh-keygen) (OpenSSH 8.1 or later).
 seealso:
@@ -444,6 +352,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils.release.manifest import ManifestError, verify
+from ansible_collections.meshos.release.plugins.module_utils.release.options import release_version_argument_spec
 from ansible_collections.meshos.release.plugins.module_utils.release.release import ReleaseError, create
 
 
@@ -457,39 +366,7 @@ def _runner(module):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["create", "verify"], default="create"),
-            path=dict(type="path"),
-            bump=dict(type="str", choices=["auto", "patch", "minor", "major"], default="auto"),
-            version=dict(type="str"),
-            prerelease=dict(type="str"),
-            build=dict(type="str"),
-            tag_pattern=dict(type="str", default="v{version}"),
-            initial_version=dict(type="str", default="0.1.0"),
-            failed_versions=dict(type="list", elements="str", default=[]),
-            types=dict(type="dict"),
-            breaking_on_zero=dict(type="str", choices=["minor", "major"], default="minor"),
-            changelog_types=dict(type="dict"),
-            commit_url=dict(type="str"),
-            date=dict(type="str"),
-            changelog=dict(type="bool", default=True),
-            changelog_path=dict(type="str", default="CHANGELOG.md"),
-            commit=dict(type="bool", default=False),
-            tag=dict(type="bool", default=True),
-            allow_dirty=dict(type="bool", default=False),
-            allow_detached=dict(type="bool", default=False),
-            unshallow=dict(type="bool", default=False),
-            push=dict(type="str", choices=["auto", "always", "never"], default="auto"),
-            sign=dict(type="bool", default=False),
-            manifest_dir=dict(type="path"),
-            artifacts=dict(type="list", elements="path", default=[]),
-            signing_key=dict(type="path", no_log=False),
-            manifest_path=dict(type="path"),
-            public_key=dict(type="path", no_log=False),
-            allowed_signers=dict(type="path"),
-            signer_identity=dict(type="str", default="meshos-release"),
-            artifact_dir=dict(type="path"),
-        ),
+        argument_spec=release_version_argument_spec(),
         required_if=[("state", "create", ["path"]), ("state", "verify", ["manifest_path"])],
         mutually_exclusive=[("public_key", "allowed_signers")],
         supports_check_mode=True,
