@@ -53,6 +53,7 @@ description:
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.attributes.action_group
+  - meshos.release.monitoring
 attributes:
   check_mode:
     support: full
@@ -202,7 +203,9 @@ options:
     type: raw
     default: 5
   validate_certs:
-    description: Verify TLS certificates of https endpoints, Prometheus and Alertmanager.
+    description:
+      - Verify TLS certificates of https endpoints, Prometheus and Alertmanager.
+      - For Prometheus and Alertmanager, O(monitoring_auth.validate_certs) wins when set.
     type: bool
     default: true
   mode:
@@ -331,6 +334,18 @@ EXAMPLES = r"""
     alerts_required: true
     duration: 30m
     interval: 30s
+
+- name: Read a Prometheus and an Alertmanager behind an authenticating TLS proxy with a private CA
+  meshos.release.health_gate:
+    source: prometheus
+    prometheus_url: https://prometheus.example.internal
+    alertmanager_url: https://alertmanager.example.internal
+    agents_source: prometheus
+    targets: "{{ health_gate_targets }}"
+    monitoring_auth:
+      bearer_token: "{{ lookup('ansible.builtin.env', 'MONITORING_TOKEN') }}"
+      ca_path: /etc/pki/meshos/monitoring-ca.pem
+    window: 2m
 
 - name: Only the agents rule, from HAProxy server states, warning instead of failing on missing data
   meshos.release.health_gate:
@@ -537,6 +552,17 @@ def argument_spec():
         profile=dict(type="str", choices=["rollback_triggers", "post_deploy", "batch"], default="rollback_triggers"),
         alerts_required=dict(type="bool", default=False),
         max_source_failure_ratio=dict(type="float", default=0.2),
+        monitoring_auth=dict(type="dict", options=dict(
+            bearer_token=dict(type="str", no_log=True),
+            username=dict(type="str"),
+            password=dict(type="str", no_log=True),
+            client_cert=dict(type="path"),
+            client_key=dict(type="path", no_log=False),
+            ca_path=dict(type="path"),
+            validate_certs=dict(type="bool"),
+            allow_plaintext=dict(type="bool", default=False),
+        ), mutually_exclusive=[("bearer_token", "username")], required_together=[("username", "password")],
+            required_by={"client_key": "client_cert"}),
     )
 
 

@@ -22,16 +22,29 @@ description:
   - Checklist items that are not commands (code review approved, docs updated, changelog prepared, stakeholders
     notified, performance benchmarks met, compliance checks passed) pass only with recorded O(evidence).
   - Returns every result and fails with one message listing every failing check and item.
-  - The module itself changes nothing; the commands it runs are the project's own and run in check mode too.
+  - The module itself changes nothing, but the commands it runs are the project's own and may write files (a build
+    writes its artifact, a test run its caches); it reports C(changed=false) because it changes no deployed
+    state.
+  - In check mode only the checks marked O(checks[].read_only) run (the seed's V(git_status) is); every other
+    command is not started and is reported with RV(checks[].status=would_run) and a reason C(would run) followed by the command.
+    Such a run does not clear a release (RV(passed=false)) and fails only on what it could check.
 extends_documentation_fragment:
   - meshos.release.attributes
-  - meshos.release.attributes.INFO_MODULE
   - meshos.release.attributes.action_group
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Only the checks marked O(checks[].read_only) run (with C(GIT_OPTIONAL_LOCKS=0), so C(git status) does not
+        refresh the index); the module trusts that marking. The others are reported as V(would_run), not run.
+      - The checklist evidence is evaluated as usual.
+  diff_mode:
+    support: none
 options:
   checks:
     description:
       - The command checks. When omitted, the seed's four checks run
-        (V(git_status) C(git status --porcelain) expecting V(empty), V(tests) C(npm test) expecting V(all_pass),
+        (V(git_status) C(git status --porcelain) expecting V(empty), read-only, V(tests) C(npm test) expecting V(all_pass),
         V(build) C(npm run build) expecting V(success), V(security_scan) C(npm audit --json) expecting V(no_critical)).
       - Give the full list to configure a project (for example C(pytest) and C(pip-audit -f json)).
     type: list
@@ -48,6 +61,14 @@ options:
         required: true
       shell:
         description: Run the command through C(/bin/sh -c).
+        type: bool
+        default: false
+      read_only:
+        description:
+          - The command changes nothing (like C(git status --porcelain)), so it also runs in check mode, with
+            C(GIT_OPTIONAL_LOCKS=0) in its environment.
+          - Leave it V(false) for builds, test runs and anything else that writes; in check mode such a check is
+            reported as V(would_run) instead.
         type: bool
         default: false
       expected:
@@ -174,7 +195,7 @@ EXAMPLES = r"""
     checklist: [code_review_approved]
     evidence: "{{ release_evidence }}"
     checks:
-      - {name: git_status, command: git status --porcelain, expected: empty}
+      - {name: git_status, command: git status --porcelain, expected: empty, read_only: true}
       - {name: tests, command: [python3, -m, pytest, -q, --cov=tool], expected: all_pass, timeout: 900,
          min_coverage: 80}
       - {name: security_scan, command: pip-audit -f json, expected: below_threshold, severity_threshold: 7.0}
@@ -190,15 +211,23 @@ EXAMPLES = r"""
 
 RETURN = r"""
 passed:
-  description: Whether every check and every required checklist item passed.
+  description:
+    - Whether every check and every required checklist item passed.
+    - In check mode V(false) as soon as a check did not run (RV(would_run) is not empty).
   returned: always
   type: bool
 failed_checks:
-  description: Names of the failing checks and checklist items.
+  description: Names of the failing checks and checklist items (checks that did not run in check mode are not listed).
   returned: always
   type: list
   elements: str
   sample: [tests, docs_updated]
+would_run:
+  description: Names of the checks check mode did not run (every check not marked O(checks[].read_only)).
+  returned: always
+  type: list
+  elements: str
+  sample: [tests, build, security_scan]
 checks:
   description: One result per command check.
   returned: always
@@ -206,12 +235,18 @@ checks:
   elements: dict
   contains:
     name: {description: Check name., type: str, returned: always}
-    command: {description: The argv that ran., type: list, elements: str, returned: always}
+    command: {description: The argv that ran (or would run)., type: list, elements: str, returned: always}
     expected: {description: The expectation., type: str, returned: always}
     rc: {description: Exit code (null when it could not start or timed out and was killed by a signal)., type: int,
          returned: always}
-    passed: {description: Whether the check passed., type: bool, returned: always}
-    reason: {description: "Why it passed or failed, in one line.", type: str, returned: always, sample: exit code 1}
+    passed: {description: Whether the check ran and passed., type: bool, returned: always}
+    status:
+      description: V(passed), V(failed), or V(would_run) for a check that check mode did not run.
+      type: str
+      returned: always
+      sample: would_run
+    reason: {description: "Why it passed or failed, in one line; C(would run: <command>) when not run.", type: str,
+             returned: always, sample: exit code 1}
     duration: {description: Seconds it ran., type: float, returned: always}
     timed_out: {description: Whether it was killed at its timeout., type: bool, returned: always}
     stdout_tail: {description: Last lines of stdout., type: list, elements: str, returned: always}
@@ -259,14 +294,14 @@ checklist:
     reason: {description: One line., type: str, returned: always}
     evidence: {description: The evidence given., type: dict, returned: always}
 msg:
-  description: Summary; on failure it lists every failing check with its reason.
+  description: Summary; on failure it lists every failing check with its reason, in check mode every check not run.
   returned: always
   type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.meshos.release.plugins.module_utils._predeploy import PredeployError, run_checks
+from ansible_collections.meshos.release.plugins.module_utils.predeploy.checks import PredeployError, run_checks
 
 SEVERITY_CHOICES = ["critical", "high", "moderate", "low", "info", "unknown"]
 
@@ -278,6 +313,7 @@ def main():
                 name=dict(type="str", required=True),
                 command=dict(type="raw", required=True),
                 shell=dict(type="bool", default=False),
+                read_only=dict(type="bool", default=False),
                 expected=dict(type="str", default="success",
                               choices=["empty", "success", "all_pass", "below_threshold", "no_critical"]),
                 timeout=dict(type="float"),
@@ -306,11 +342,13 @@ def main():
     try:
         result = run_checks(p["checks"], checklist=p["checklist"], evidence=p["evidence"], chdir=p["chdir"],
                             default_timeout=p["timeout"], output_lines=p["output_lines"],
-                            severity_threshold=p["severity_threshold"], min_coverage=p["min_coverage"])
+                            severity_threshold=p["severity_threshold"], min_coverage=p["min_coverage"],
+                            check_mode=module.check_mode)
     except PredeployError as exc:
         module.fail_json(msg=str(exc), changed=False)
     result["changed"] = False
-    if not result["passed"] and p["fail_on_error"]:
+    # a check that check mode did not run is not a failure (it is in would_run, not in failed_checks)
+    if result["failed_checks"] and p["fail_on_error"]:
         module.fail_json(**result)
     module.exit_json(**result)
 

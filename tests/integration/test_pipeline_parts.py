@@ -131,20 +131,29 @@ def test_predeploy_all_green_on_a_real_checkout(tmp_path, processes, project):
         "chdir": str(project),
         "evidence": _evidence(),
         "checks": [
-            {"name": "git_status", "command": "git status --porcelain", "expected": "empty"},
+            {"name": "git_status", "command": "git status --porcelain", "expected": "empty", "read_only": True},
             {"name": "tests", "command": [sys.executable, "-c", "print('7 passed in 0.1s')"], "expected": "all_pass"},
             {"name": "build", "command": "true"},
-            {"name": "security_scan", "command": ["cat", "npm6-audit.json"], "expected": "no_critical"},
+            {"name": "security_scan", "command": ["cat", "npm6-audit.json"], "expected": "no_critical",
+             "read_only": True},
             # pip-audit findings carry no severity: accepted here on purpose (the default counts them as high)
             {"name": "pip_audit", "command": "cat pip-audit.json", "expected": "no_critical",
-             "unrated_severity": "unknown"},
+             "unrated_severity": "unknown", "read_only": True},
         ]}}
     for extra in ((), ("--check",)):
         result = run_task(tmp_path, processes, "predeploy_green", task, extra)
         assert result.get("failed") is not True, result["msg"]
-        assert result["passed"] is True and result["changed"] is False
+        assert result["changed"] is False
         by_name = dict((c["name"], c) for c in result["checks"])
-        assert by_name["tests"]["tests"] == {"passed": 7, "failed": None}
+        if extra:
+            # check mode runs only the read-only checks; the test run and the build are reported, not run
+            assert result["passed"] is False and result["would_run"] == ["tests", "build"]
+            assert by_name["tests"]["status"] == "would_run" and by_name["tests"]["rc"] is None
+            assert by_name["build"]["reason"] == "would run: true"
+            assert [by_name[n]["status"] for n in ("git_status", "security_scan", "pip_audit")] == ["passed"] * 3
+        else:
+            assert result["passed"] is True and result["would_run"] == []
+            assert by_name["tests"]["tests"] == {"passed": 7, "failed": None}
         assert by_name["security_scan"]["scanner"] == "npm6"
         assert by_name["security_scan"]["vulnerabilities"]["low"] == 1
         pip_counts = by_name["pip_audit"]["vulnerabilities"]

@@ -13,6 +13,11 @@ import os
 import time
 
 from ansible_collections.meshos.release.plugins.module_utils.gate import sources as sources_mod
+from ansible_collections.meshos.release.plugins.module_utils._monitoring import (
+    MonitoringAuthError,
+    check_url,
+    normalize_auth,
+)
 from ansible_collections.meshos.release.plugins.module_utils._redact import redact_url
 from ansible_collections.meshos.release.plugins.module_utils.gate.judge import GateJudge
 from ansible_collections.meshos.release.plugins.module_utils.gate.measure import GateMeasure
@@ -42,11 +47,12 @@ class Sources:
 
     def prom(self, query):
         return sources_mod.prometheus_query(self.p["prometheus_url"], query, timeout=self.p["timeout"],
-                                            validate_certs=self.p["validate_certs"])
+                                            validate_certs=self.p["validate_certs"], auth=self.p["monitoring_auth"])
 
     def alerts(self, severities, matchers):
         return sources_mod.alertmanager_alerts(self.p["alertmanager_url"], severities=severities, matchers=matchers,
-                                               timeout=self.p["timeout"], validate_certs=self.p["validate_certs"])
+                                               timeout=self.p["timeout"], validate_certs=self.p["validate_certs"],
+                                               auth=self.p["monitoring_auth"])
 
     def haproxy(self):
         return sources_mod.haproxy_show_stat(self.p["haproxy_socket"], timeout=self.p["timeout"])
@@ -62,7 +68,7 @@ DEFAULTS = {
     "requests_metric": "meshapp_requests_total", "latency_metric": "meshapp_request_duration_seconds",
     "traffic_path": "/", "confidence": 0.95, "judge_tolerance": 0.1, "judge_min_samples": 5,
     "pass_score": 75.0, "marginal_score": 50.0, "profile": DEFAULT_PROFILE, "alerts_required": False,
-    "max_source_failure_ratio": 0.2,
+    "max_source_failure_ratio": 0.2, "monitoring_auth": None,
 }
 
 
@@ -120,6 +126,13 @@ class Gate(GateMeasure, GateJudge):
             url = p[key]
             if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
                 raise PolicyError("%s: %r is not an http:// or https:// URL" % (key, redact_url(url)))
+        try:
+            # one auth for Prometheus and Alertmanager; its validate_certs defaults to the gate's
+            p["monitoring_auth"] = normalize_auth(p["monitoring_auth"], p["validate_certs"])
+            for key in ("prometheus_url", "alertmanager_url"):
+                check_url(p["monitoring_auth"], p[key], key)
+        except MonitoringAuthError as exc:
+            raise PolicyError(str(exc))
         if p["mode"] == "compare" and p["source"] == "scrape" and not p["baseline_targets"]:
             raise PolicyError("mode: compare with source scrape needs baseline_targets (the stable group)")
         if p["mode"] == "compare" and p["source"] == "prometheus" and not p["baseline_selector"]:

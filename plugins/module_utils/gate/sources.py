@@ -31,6 +31,7 @@ from ansible.module_utils.urls import open_url
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
 from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient
 from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
+from ansible_collections.meshos.release.plugins.module_utils._monitoring import request_options
 
 try:
     from http.client import HTTPSConnection
@@ -277,21 +278,27 @@ def fetch_many(urls, timeout=5.0, validate_certs=True, concurrency=256, want_bod
     return results
 
 
-def http_json(url, timeout=5.0, validate_certs=True, method="GET", data=None, what="endpoint"):
-    """GET/POST a JSON API; raises SourceError with a one-line message on any failure."""
+def http_json(url, timeout=5.0, validate_certs=True, method="GET", data=None, what="endpoint", auth=None):
+    """GET/POST a JSON API; raises SourceError with a one-line message on any failure.
+
+    ``auth`` is a normalized ``monitoring_auth`` (``_monitoring.normalize_auth``): bearer token, basic auth, client
+    certificate, CA bundle; its ``validate_certs`` wins over the argument."""
     body = None
-    headers = {"Accept": "application/json", "User-Agent": "meshos-health-gate"}
+    options = request_options(auth, validate_certs)
+    headers = options.pop("headers")
+    headers.update({"Accept": "application/json", "User-Agent": "meshos-health-gate"})
     if data is not None:
         body = json.dumps(data).encode()
         headers["Content-Type"] = "application/json"
     try:
         response = open_url(url, data=body, headers=headers, method=method, timeout=timeout,
-                            validate_certs=validate_certs, http_agent="meshos-health-gate")
+                            http_agent="meshos-health-gate", **options)
         payload = response.read()
         response.close()
     except HTTPError as exc:
         detail = exc.read()[:200].decode("utf-8", "replace").replace("\n", " ")
-        raise SourceError("%s %s answered HTTP %d: %s" % (what, url, exc.code, detail))
+        hint = " (credentials refused: check monitoring_auth)" if exc.code in (401, 403) else ""
+        raise SourceError("%s %s answered HTTP %d: %s%s" % (what, url, exc.code, detail, hint))
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SourceError("%s %s unreachable: %s" % (what, url, reason))
@@ -301,13 +308,13 @@ def http_json(url, timeout=5.0, validate_certs=True, method="GET", data=None, wh
         raise SourceError("%s %s answered something that is not JSON" % (what, url))
 
 
-def prometheus_query(base_url, query, timeout=5.0, validate_certs=True, at=None):
+def prometheus_query(base_url, query, timeout=5.0, validate_certs=True, at=None, auth=None):
     """Instant query: list of (labels dict, float value). Raises SourceError when Prometheus fails."""
     params = {"query": query}
     if at is not None:
         params["time"] = "%.3f" % at
     url = base_url.rstrip("/") + "/api/v1/query?" + urlencode(params)
-    answer = http_json(url, timeout=timeout, validate_certs=validate_certs, what="prometheus")
+    answer = http_json(url, timeout=timeout, validate_certs=validate_certs, what="prometheus", auth=auth)
     if not isinstance(answer, dict) or answer.get("status") != "success":
         error = answer.get("error") if isinstance(answer, dict) else answer
         raise SourceError("prometheus query %r failed: %s" % (query, error))
@@ -325,13 +332,13 @@ def prometheus_query(base_url, query, timeout=5.0, validate_certs=True, at=None)
     return out
 
 
-def alertmanager_alerts(base_url, severities=None, matchers=None, timeout=5.0, validate_certs=True):
+def alertmanager_alerts(base_url, severities=None, matchers=None, timeout=5.0, validate_certs=True, auth=None):
     """Active alerts that are neither silenced nor inhibited, filtered by severity set and exact label matchers."""
     params = [("active", "true"), ("silenced", "false"), ("inhibited", "false"), ("unprocessed", "true")]
     for key, value in sorted((matchers or {}).items()):
         params.append(("filter", '%s="%s"' % (key, str(value).replace('"', '\\"'))))
     url = base_url.rstrip("/") + "/api/v2/alerts?" + urlencode(params)
-    answer = http_json(url, timeout=timeout, validate_certs=validate_certs, what="alertmanager")
+    answer = http_json(url, timeout=timeout, validate_certs=validate_certs, what="alertmanager", auth=auth)
     if not isinstance(answer, list):
         raise SourceError("alertmanager %s answered something that is not a list of alerts" % base_url)
     wanted = set(severities or [])

@@ -10,19 +10,22 @@ import sys
 import pytest
 from hypothesis import given, strategies as st
 
-from ansible_collections.meshos.release.plugins.module_utils._predeploy import (
-    CVSS_BANDS,
-    DEFAULT_CHECKLIST,
-    PredeployError,
+from ansible_collections.meshos.release.plugins.module_utils.predeploy.checks import (
     normalize_checks,
-    parse_audit,
-    parse_coverage,
-    parse_percent,
-    parse_test_summary,
-    parse_threshold,
     run_checks,
     run_command,
 )
+from ansible_collections.meshos.release.plugins.module_utils.predeploy.common import (
+    CVSS_BANDS,
+    DEFAULT_CHECKLIST,
+    PredeployError,
+)
+from ansible_collections.meshos.release.plugins.module_utils.predeploy.evaluate import (
+    parse_coverage,
+    parse_percent,
+    parse_test_summary,
+)
+from ansible_collections.meshos.release.plugins.module_utils.predeploy.scan import parse_audit, parse_threshold
 
 NPM7 = {"auditReportVersion": 2, "vulnerabilities": {},
         "metadata": {"vulnerabilities": {"info": 0, "low": 1, "moderate": 2, "high": 3, "critical": 1, "total": 7}}}

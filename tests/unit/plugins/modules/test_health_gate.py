@@ -99,3 +99,16 @@ def test_alertmanager_down_with_alerts_required_fails_for_real():
                "alerts_required": True, "on_inconclusive": "warn", "checks": ["critical_alerts"]})
     assert out["failed"] and out["verdict"] == "fail"
     assert "critical_alerts inconclusive and alerts_required" in out["msg"]
+
+
+def test_monitoring_auth_spec_and_passthrough():
+    """The argument spec's rules (one credential kind, basic auth complete) and the auth reaching run_gate."""
+    base = {"alertmanager_url": "https://am:9093", "checks": ["critical_alerts"]}
+    both = run(dict(base, monitoring_auth={"bearer_token": "t0ken-value", "username": "u", "password": "p4ssword"}))
+    assert both["failed"] and "mutually exclusive" in both["msg"] and "t0ken-value" not in both["msg"]
+    half = run(dict(base, monitoring_auth={"username": "u"}))
+    assert half["failed"] and "password" in half["msg"]
+    with mock.patch.object(health_gate, "run_gate", return_value=verdict("pass")) as gate:
+        run_module(health_gate, dict(base, monitoring_auth={"bearer_token": "t0ken-value"}))
+    auth = gate.call_args[0][0]["monitoring_auth"]
+    assert auth["bearer_token"] == "t0ken-value" and auth["allow_plaintext"] is False

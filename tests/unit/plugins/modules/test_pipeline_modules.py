@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -104,3 +105,54 @@ def test_release_state_module(capsys, tmp_path):
     assert run(release_state, base, capsys)["lock"]["holder"] == "alice"
     missing = run(release_state, dict(base, operation="lock"), capsys)
     assert missing["failed"] is True and "holder" in missing["msg"]
+
+
+def test_predeploy_check_mode_runs_only_read_only_checks(capsys, tmp_path):
+    """Check mode starts no build/test command and writes nothing; a read-only git status still runs, without even
+    refreshing git's index."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for argv in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty",
+                                  "-m", "init"]):
+        subprocess.run(["git", "-C", str(repo)] + argv, check=True)
+    (repo / "tracked").write_text("x")
+    subprocess.run(["git", "-C", str(repo), "add", "tracked"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "t"],
+                   check=True)
+    os.utime(repo / "tracked")  # stale stat info: a plain git status would rewrite .git/index
+    index_before = (repo / ".git" / "index").stat().st_mtime_ns, (repo / ".git" / "index").read_bytes()
+    before = sorted(p.name for p in repo.iterdir())
+    checks = [{"name": "git_status", "command": "git status --porcelain", "expected": "empty", "read_only": True},
+              {"name": "build", "command": "touch built.tar.gz", "shell": True},
+              {"name": "tests", "command": ["sh", "-c", "echo 1 passed > tests.log"], "expected": "all_pass"}]
+    out = run(predeploy_check, {"checks": checks, "checklist": [], "chdir": str(repo)}, capsys, check_mode=True)
+    assert out["_rc"] == 0 and out["changed"] is False and "failed" not in out
+    assert sorted(p.name for p in repo.iterdir()) == before
+    assert ((repo / ".git" / "index").stat().st_mtime_ns, (repo / ".git" / "index").read_bytes()) == index_before
+    assert [c["status"] for c in out["checks"]] == ["passed", "would_run", "would_run"]
+    assert out["checks"][0]["rc"] == 0 and out["checks"][1]["rc"] is None
+    assert out["checks"][1]["reason"] == "would run: /bin/sh -c 'touch built.tar.gz'"
+    assert out["checks"][2]["reason"] == "would run: sh -c 'echo 1 passed > tests.log'"
+    assert out["would_run"] == ["build", "tests"] and out["failed_checks"] == [] and out["passed"] is False
+    assert out["msg"] == ("all 1 read-only pre-deployment checks and 0 checklist items passed; check mode, 2 not run: "
+                          "build (would run: /bin/sh -c 'touch built.tar.gz'); "
+                          "tests (would run: sh -c 'echo 1 passed > tests.log')")
+    # a real failure of what check mode can check still fails the task: dirty tree, missing evidence
+    (repo / "untracked").write_text("y")
+    dirty = run(predeploy_check, {"checks": checks, "checklist": ["docs_updated"], "chdir": str(repo)}, capsys,
+                check_mode=True)
+    assert dirty["_rc"] == 1 and dirty["failed_checks"] == ["git_status", "docs_updated"]
+    assert "check mode, 2 not run" in dirty["msg"] and not (repo / "built.tar.gz").exists()
+    # outside check mode the same checks run for real
+    real = run(predeploy_check, {"checks": checks, "checklist": [], "chdir": str(repo), "fail_on_error": False}, capsys)
+    assert [c["status"] for c in real["checks"]] == ["failed", "passed", "passed"] and real["would_run"] == []
+    assert (repo / "built.tar.gz").exists() and (repo / "tests.log").exists()
+
+
+def test_predeploy_check_mode_default_checks_skip_npm(capsys, tmp_path):
+    """The seed's defaults: only git_status is read-only; npm test/build/audit would run."""
+    out = run(predeploy_check, {"checklist": [], "chdir": str(tmp_path), "fail_on_error": False}, capsys,
+              check_mode=True)
+    assert out["would_run"] == ["tests", "build", "security_scan"]
+    assert [c["reason"] for c in out["checks"][1:]] == ["would run: npm test", "would run: npm run build",
+                                                        "would run: npm audit --json"]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: notify
+module: release_notify
 short_description: Send release communication to webhooks, Slack-compatible webhooks, email and file outboxes
 version_added: 0.1.0
 author: meshos release engineering (@meshos)
@@ -121,7 +121,7 @@ options:
 
 EXAMPLES = r"""
 - name: Announce the release
-  meshos.release.notify:
+  meshos.release.release_notify:
     subject: "Autonomous Mesh OS v5.1.0 Released"
     body: "{{ lookup('ansible.builtin.file', 'announcement-5.1.0.md') }}"
     payload:

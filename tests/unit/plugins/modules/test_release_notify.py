@@ -2,7 +2,7 @@
 # Copyright: meshos release engineering
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""notify run in-process through the real exit_json/fail_json, with the invocation injected as -vvv shows it."""
+"""release_notify run in-process through the real exit_json/fail_json, with the invocation injected as -vvv shows it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.meshos.release.plugins.modules import notify
+from ansible_collections.meshos.release.plugins.modules import release_notify as notify
 
 TOKEN = "xoxb-T0KEN-4f3e2d1c0b9a"
 PASSWORD = "pa55-w0rd-smtp-s3cret"
