@@ -11,6 +11,7 @@ strings. Every error message that may carry a URL goes through `redact_text` bef
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, urlsplit
 
 MASK = "********"
 
@@ -54,3 +55,25 @@ def redact_secrets(text, secrets):
 def is_secret_param(name):
     """True for a query parameter name that carries a secret."""
     return bool(_SECRET_PARAMS.match(name or ""))
+
+
+def url_secrets(urls):
+    """Credential parts of URLs (user info, secret query values), to mask wherever they would be returned."""
+    secrets = set()
+    for url in urls:
+        if not isinstance(url, str) or "://" not in url:
+            continue
+        try:
+            parts = urlsplit(url)
+            if parts.username or parts.password:
+                secrets.add(parts.netloc.rsplit("@", 1)[0])
+            for value in (parts.username, parts.password):
+                if value:
+                    secrets.add(value)
+            for key, value in parse_qsl(parts.query, keep_blank_values=False):
+                if is_secret_param(key) and value:
+                    secrets.add(value)
+        except ValueError:
+            continue
+    # very short strings would mask unrelated text everywhere; the URL redaction covers them in messages
+    return set(s for s in secrets if len(s) >= 4)

@@ -54,6 +54,8 @@ extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.attributes.action_group
   - meshos.release.monitoring
+  - meshos.release.health_gate.policy
+  - meshos.release.health_gate.judge
 attributes:
   check_mode:
     support: full
@@ -121,87 +123,6 @@ options:
     type: str
     choices: [endpoints, haproxy, prometheus]
     default: endpoints
-  profile:
-    description:
-      - The named set of checks and thresholds from the seed's tables that the gate judges (ignored when O(policy) is
-        given). Every profile has the same check names, so O(checks) and O(policy_overrides) work with each;
-        explicit O(policy_overrides) win over the profile's values.
-      - V(rollback_triggers) (the default, as before) is for the long watch after a deploy, where only an automatic
-        rollback trigger should stop the release. health_checks failing > 120 s (trigger "health checks fail for
-        > 2 minutes"); error_rate > 0.05 (trigger "error rate > 5 %"); success_rate < 0.99 (alert threshold,
-        target > 99.9 %); latency_p95 > 2 x baseline with a 50 ms floor (trigger "P95 > 2x baseline"; the floor
-        keeps a few-millisecond loopback baseline from failing on one slow request) or > 1.0 s (alert threshold,
-        target < 500 ms); critical_alerts > 0 (trigger "any critical alert fired"); agents_unhealthy > 0.10
-        (trigger "> 10 % of agents unhealthy", agent health alert < 90 %, target > 95 %); cpu_usage > 0.90 of one
-        core (alert threshold, target < 80 %); memory_usage > 0.95 of O(memory_limit_bytes) (alert threshold,
-        target < 85 %).
-      - V(post_deploy) is the post-deployment validation table at its alert thresholds. As V(rollback_triggers) but
-        error_rate > 0.01 (alert threshold "> 1 %", target < 0.1 %).
-      - V(batch) is for the gate after each batch of a rolling deploy. The alert thresholds, so a release with 1-4 %
-        errors or a slow P95 (> 1000 ms, or > 2 x baseline when O(baseline) is given) stops at the first batch
-        instead of reaching every host before the watch starts. error_rate > 0.01, latency_p95 as above, and
-        health_checks failing > 5 s (a batch gate lasts seconds, and its targets were declared ready before it).
-      - The C(Target) column of the table is reported per check (RV(checks[].target), RV(checks[].target_met)) and
-        named in the pass summary when missed; it never changes the verdict.
-      - CPU and memory come from C(process_cpu_seconds_total) (rate) and C(process_resident_memory_bytes) (divided
-        by O(memory_limit_bytes)), read from each target's O(metrics_path) or from Prometheus.
-    type: str
-    choices: [rollback_triggers, post_deploy, batch]
-    default: rollback_triggers
-  alerts_required:
-    description:
-      - The critical alerts check may not pass unjudged. Every C(alerts) check of the policy runs (whatever
-        O(checks) says), O(alertmanager_url) is required, and an alerts check that is inconclusive (Alertmanager
-        unreachable at the start, or at the end of the watch) fails the gate whatever O(on_inconclusive) says.
-      - Set it for production, where a release must never go out with its alerts unread.
-    type: bool
-    default: false
-  max_source_failure_ratio:
-    description:
-      - Largest fraction of a check's polls whose source may fail (unreachable, bad answer, impossible value)
-        before the check is inconclusive, in [0, 1). One failed poll in five is tolerated as a blip (a scrape
-        racing a restart); more means the source cannot be trusted. A failed last poll is inconclusive
-        whatever this says.
-    type: float
-    default: 0.2
-  policy:
-    description:
-      - The checks, replacing the profile's policy (O(profile) is then ignored). Each check is a dict with C(name), C(metric) (one of
-        C(health_failing_seconds), C(error_rate), C(success_rate), C(latency), C(alerts), C(unhealthy_ratio), C(cpu),
-        C(memory), C(query)), C(comparison) (C(gt), C(ge), C(lt), C(le)), C(threshold), and optionally C(target)
-        (the table's target, reported only), C(window),
-        C(interval), C(failure_limit) (consecutive breaches that fail the check, default 1), C(min_samples)
-        (default 1), C(quantile), C(baseline_factor), C(baseline_floor), C(severities), C(matchers), C(query)
-        (PromQL; C($selector), C($window) are substituted), C(enabled), C(description).
-      - A check with C(baseline_factor) compares against C(factor x baseline) (at least C(baseline_floor)), and
-        against C(threshold) as an absolute bound.
-    type: list
-    elements: dict
-  policy_overrides:
-    description: 'Changes to checks of the policy by name, for example C({latency_p95: {threshold: 0.5}}).'
-    type: dict
-  checks:
-    description: Run only these checks of the policy (by name); the others are reported as skipped.
-    type: list
-    elements: str
-  duration:
-    description:
-      - How long to watch, in seconds or as a string like V(30s), V(2m), V(30m). V(0) is one evaluation (with
-        O(source=scrape) rate checks still need one O(window)).
-    type: raw
-    default: 0
-  interval:
-    description: Time between evaluations (seconds or V(5s)-style string); checks may set their own.
-    type: raw
-    default: 5
-  window:
-    description: Default rate / quantile window of the checks (seconds or V(30s)-style string).
-    type: raw
-    default: 30
-  timeout:
-    description: Timeout of every single request (seconds or a string).
-    type: raw
-    default: 5
   validate_certs:
     description:
       - Verify TLS certificates of https endpoints, Prometheus and Alertmanager.
@@ -220,57 +141,6 @@ options:
   baseline:
     description: Baseline values by check name, as returned in RV(baseline) by an earlier O(mode=baseline) run.
     type: dict
-  on_inconclusive:
-    description:
-      - What an inconclusive verdict does; V(fail) fails closed, V(warn) passes with a warning, V(pass) passes.
-      - It does not apply to an inconclusive alerts check when O(alerts_required=true); that one fails.
-    type: str
-    choices: [fail, pass, warn]
-    default: fail
-  fail_fast:
-    description: Stop watching as soon as a check fails.
-    type: bool
-    default: true
-  concurrency:
-    description: Maximum simultaneous HTTP connections while polling targets.
-    type: int
-    default: 256
-  memory_limit_bytes:
-    description: Memory that counts as 100 % for the C(memory) metric.
-    type: int
-    default: 1073741824
-  requests_metric:
-    description: Counter of requests with a C(code) label (and C(path) label, see O(traffic_path)).
-    type: str
-    default: meshapp_requests_total
-  latency_metric:
-    description: Histogram (base name) of request latency in seconds.
-    type: str
-    default: meshapp_request_duration_seconds
-  traffic_path:
-    description: Only requests with this C(path) label count for error and success rate; empty counts all.
-    type: str
-    default: /
-  confidence:
-    description: Confidence level of the Mann-Whitney U judge in O(mode=compare).
-    type: float
-    default: 0.95
-  judge_tolerance:
-    description: Relative margin by which the canary median may exceed the baseline median before the judge fails it.
-    type: float
-    default: 0.1
-  judge_min_samples:
-    description: Per-interval samples needed per group and metric before the judge decides.
-    type: int
-    default: 5
-  pass_score:
-    description: Judge score (0-100) at or above which the canary passes.
-    type: float
-    default: 75
-  marginal_score:
-    description: Judge score at or above which a canary that did not pass is marginal (inconclusive, needs a human).
-    type: float
-    default: 50
 notes:
   - The module only reads; it never changes the targets.
   - The module needs only the Python standard library on the host that runs it.
@@ -482,92 +352,17 @@ policy:
 """
 
 import traceback
-from urllib.parse import parse_qsl, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate
+from ansible_collections.meshos.release.plugins.module_utils.gate.options import health_gate_argument_spec
 from ansible_collections.meshos.release.plugins.module_utils.gate.policy import PolicyError
-from ansible_collections.meshos.release.plugins.module_utils._redact import is_secret_param, redact_text
-
-
-def url_secrets(urls):
-    """Credential parts of URLs (user info, secret query values), to mask wherever they would be returned."""
-    secrets = set()
-    for url in urls:
-        if not isinstance(url, str) or "://" not in url:
-            continue
-        try:
-            parts = urlsplit(url)
-            if parts.username or parts.password:
-                secrets.add(parts.netloc.rsplit("@", 1)[0])
-            for value in (parts.username, parts.password):
-                if value:
-                    secrets.add(value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=False):
-                if is_secret_param(key) and value:
-                    secrets.add(value)
-        except ValueError:
-            continue
-    # very short strings would mask unrelated text everywhere; the URL redaction covers them in messages
-    return set(s for s in secrets if len(s) >= 4)
-
-
-def argument_spec():
-    return dict(
-        targets=dict(type="list", elements="str", default=[]),
-        baseline_targets=dict(type="list", elements="str", default=[]),
-        health_path=dict(type="str", default="/health"),
-        metrics_path=dict(type="str", default="/metrics"),
-        source=dict(type="str", choices=["scrape", "prometheus"], default="scrape"),
-        prometheus_url=dict(type="str"),
-        prometheus_selector=dict(type="str", default='job="meshapp"'),
-        baseline_selector=dict(type="str"),
-        alertmanager_url=dict(type="str"),
-        haproxy_socket=dict(type="path"),
-        haproxy_backend=dict(type="str", default="be_app"),
-        agents_source=dict(type="str", choices=["endpoints", "haproxy", "prometheus"], default="endpoints"),
-        policy=dict(type="list", elements="dict"),
-        policy_overrides=dict(type="dict"),
-        checks=dict(type="list", elements="str"),
-        duration=dict(type="raw", default=0),
-        interval=dict(type="raw", default=5),
-        window=dict(type="raw", default=30),
-        timeout=dict(type="raw", default=5),
-        validate_certs=dict(type="bool", default=True),
-        mode=dict(type="str", choices=["gate", "baseline", "compare"], default="gate"),
-        baseline=dict(type="dict"),
-        on_inconclusive=dict(type="str", choices=["fail", "pass", "warn"], default="fail"),
-        fail_fast=dict(type="bool", default=True),
-        concurrency=dict(type="int", default=256),
-        memory_limit_bytes=dict(type="int", default=1073741824),
-        requests_metric=dict(type="str", default="meshapp_requests_total"),
-        latency_metric=dict(type="str", default="meshapp_request_duration_seconds"),
-        traffic_path=dict(type="str", default="/"),
-        confidence=dict(type="float", default=0.95),
-        judge_tolerance=dict(type="float", default=0.1),
-        judge_min_samples=dict(type="int", default=5),
-        pass_score=dict(type="float", default=75, no_log=False),
-        marginal_score=dict(type="float", default=50),
-        profile=dict(type="str", choices=["rollback_triggers", "post_deploy", "batch"], default="rollback_triggers"),
-        alerts_required=dict(type="bool", default=False),
-        max_source_failure_ratio=dict(type="float", default=0.2),
-        monitoring_auth=dict(type="dict", options=dict(
-            bearer_token=dict(type="str", no_log=True),
-            username=dict(type="str"),
-            password=dict(type="str", no_log=True),
-            client_cert=dict(type="path"),
-            client_key=dict(type="path", no_log=False),
-            ca_path=dict(type="path"),
-            validate_certs=dict(type="bool"),
-            allow_plaintext=dict(type="bool", default=False),
-        ), mutually_exclusive=[("bearer_token", "username")], required_together=[("username", "password")],
-            required_by={"client_key": "client_cert"}),
-    )
+from ansible_collections.meshos.release.plugins.module_utils._redact import redact_text, url_secrets
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=health_gate_argument_spec(), supports_check_mode=True)
     params = dict(module.params)
     # credentials in URLs are masked in everything returned, the invocation (module_args) included
     module.no_log_values.update(url_secrets([params["prometheus_url"], params["alertmanager_url"]]
