@@ -2,8 +2,8 @@
 # Bootstrap a development / CI environment for meshos.release.
 #  - picks the newest working Python >= 3.12 (python3.13, python3.12, pyenv installs), else python3 with ansible-core 2.19
 #  - creates .venv and installs the pinned Python dependencies
-#  - installs system packages (haproxy, prometheus, alertmanager, git, wrk) with apt-get when root on Debian/Ubuntu,
-#    otherwise prints the exact command to run
+#  - installs system packages (haproxy, prometheus, alertmanager, git, wrk, chromium for the report test) with
+#    apt-get when root on Debian/Ubuntu, otherwise prints the exact command to run
 #  - makes the collection importable: .build/collections/ansible_collections/meshos/release -> repo (symlink, for
 #    playbooks and molecule) and a copy under .build/ansible-test/ for ansible-test, which resolves real paths
 # Safe to run repeatedly: a stamp file skips pip when the requirements did not change.
@@ -31,7 +31,7 @@ pick_python() {
 }
 
 install_system_packages() {
-  local wanted=(haproxy prometheus prometheus-alertmanager git wrk openssh-client openssh-server iproute2 curl rsync)
+  local wanted=(haproxy prometheus prometheus-alertmanager git wrk openssh-client openssh-server iproute2 curl rsync chromium)
   local missing=() pkg
   for pkg in "${wanted[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

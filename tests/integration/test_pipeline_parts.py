@@ -344,6 +344,8 @@ def test_report_playbook_renders_metrics_and_retrospective(tmp_path, processes):
                                "report_output_dir": str(out_dir),
                                "report_participants": [{"name": "alice", "role": "Release Manager"}],
                                "report_action_items": ["Add more integration tests"],
+                               # the managed Python has no plotly: the Markdown report only (HTML: test_release_report)
+                               "report_html": False,
                                "ansible_python_interpreter": MANAGED_PYTHON})]
     proc = processes(_argv(REPO_ROOT / "playbooks" / "report.yml", extra))
     output = proc.communicate(timeout=120)[0].decode()
@@ -363,6 +365,9 @@ def test_report_playbook_renders_metrics_and_retrospective(tmp_path, processes):
     assert "- Deployment Duration: 16.0 min" in retro and "- Rollback Count: 0" in retro
     assert "- Post-Release Incidents: 1 (minor)" in retro and "- [ ] Add more integration tests" in retro
     assert "5.2.0" not in retro
+    report = (out_dir / "release-report-5.1.0.md").read_text()
+    assert "Outcome: **success**" in report and "| Request rate | not measured: no Prometheus configured |" in report
+    assert not (out_dir / "release-report-5.1.0.html").exists()
 
     # a tampered log is refused
     lines = log.read_text().splitlines(True)
