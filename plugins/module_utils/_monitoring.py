@@ -108,3 +108,18 @@ def request_options(auth, validate_certs=True):
         if auth.get(key) is not None:
             options[key] = auth[key]
     return options
+
+
+def monitoring_auth_option():
+    """The ``monitoring_auth`` argument spec entry (documented by the doc fragment meshos.release.monitoring)."""
+    return dict(type="dict", options=dict(
+        bearer_token=dict(type="str", no_log=True),
+        username=dict(type="str"),
+        password=dict(type="str", no_log=True),
+        client_cert=dict(type="path"),
+        client_key=dict(type="path", no_log=False),
+        ca_path=dict(type="path"),
+        validate_certs=dict(type="bool"),
+        allow_plaintext=dict(type="bool", default=False),
+    ), mutually_exclusive=[("bearer_token", "username")], required_together=[("username", "password")],
+        required_by={"client_key": "client_cert"})

@@ -27,10 +27,11 @@ def auto_step(start, end, points=300):
     return max(1, int(math.ceil(float(end - start) / points)))
 
 
-def query_range(base_url, query, start, end, step, timeout=10.0, validate_certs=True, headers=None):
+def query_range(base_url, query, start, end, step, timeout=10.0, validate_certs=True, headers=None, **auth_options):
     """Run ``query`` over [start, end] (UNIX seconds) every ``step`` seconds.
 
-    Returns a list of series ``{"labels": {...}, "points": [(ts, value), ...]}``; a sample that is not a finite number
+    ``auth_options`` are the other ``open_url`` arguments of ``_monitoring.request_options`` (basic auth, client
+    certificate, CA bundle). Returns a list of series ``{"labels": {...}, "points": [(ts, value), ...]}``; a sample that is not a finite number
     (NaN from 0/0, +Inf) is left out rather than drawn as a made-up value. Raises RangeQueryError."""
     if end <= start:
         raise RangeQueryError("range query %r: end %s is not after start %s" % (query, end, start))
@@ -38,7 +39,7 @@ def query_range(base_url, query, start, end, step, timeout=10.0, validate_certs=
         {"query": query, "start": "%.3f" % start, "end": "%.3f" % end, "step": "%ss" % step}))
     try:
         response = open_url(url, headers=dict(headers or {}), method="GET", timeout=timeout,
-                            validate_certs=validate_certs)
+                            validate_certs=validate_certs, **auth_options)
         body = json.loads(response.read())
     except Exception as exc:  # any transport or decoding problem is one failed query
         raise RangeQueryError("range query %r failed: %s" % (query, exc))

@@ -29,6 +29,7 @@ requirements:
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.attributes.action_group
+  - meshos.release.monitoring
 attributes:
   check_mode:
     support: full
@@ -198,6 +199,13 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.meshos.release.plugins.module_utils._audit import AuditError, AuditLog
 from ansible_collections.meshos.release.plugins.module_utils._dora import DoraError, dora_markdown, dora_metrics
 from ansible_collections.meshos.release.plugins.module_utils._fsutil import write_atomic
+from ansible_collections.meshos.release.plugins.module_utils._monitoring import (
+    MonitoringAuthError,
+    check_url,
+    monitoring_auth_option,
+    normalize_auth,
+    request_options,
+)
 from ansible_collections.meshos.release.plugins.module_utils import _release_report as rr
 
 
@@ -218,6 +226,7 @@ def main():
             output_dir=dict(type="path"),
             prometheus_url=dict(type="str", default=""),
             validate_certs=dict(type="bool", default=True),
+            monitoring_auth=monitoring_auth_option(),
             timeout=dict(type="float", default=10.0),
             queries=dict(type="dict", default={}, options=dict(
                 request_rate=dict(type="str"), error_rate=dict(type="str"), latency_p95=dict(type="str"))),
@@ -266,11 +275,17 @@ def main():
             module.fail_json(msg="queries.%s %r is not allowed: only {rate_window} may be in braces, double others "
                              "(%s)" % (name, text, exc))
     try:
+        auth = normalize_auth(p["monitoring_auth"], validate_certs=p["validate_certs"])
+        check_url(auth, p["prometheus_url"].strip(), "prometheus_url")
+    except MonitoringAuthError as exc:
+        module.fail_json(msg=str(exc))
+    http = dict(request_options(auth, p["validate_certs"]), timeout=p["timeout"])
+    try:
         report = rr.build_report(entries, version, p["audit_log"], dora, prometheus_url=p["prometheus_url"].strip(),
                                  queries=queries, rate_window=p["rate_window"].strip(), step=p["step"],
                                  padding=p["padding"], retrospective=p["retrospective"],
                                  environment=p["environment"] or None,
-                                 http={"timeout": p["timeout"], "validate_certs": p["validate_certs"]})
+                                 http=http)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     files = [(os.path.join(p["output_dir"], "release-report-%s.md" % version), report["markdown"])]

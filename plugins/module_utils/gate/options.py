@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import typing as t
 
+from ansible_collections.meshos.release.plugins.module_utils._monitoring import monitoring_auth_option
+
 HEALTH_GATE_OPTIONS = dict(
     targets=dict(type="list", elements="str", default=[]),
     baseline_targets=dict(type="list", elements="str", default=[]),
@@ -50,17 +52,7 @@ HEALTH_GATE_OPTIONS = dict(
     profile=dict(type="str", choices=["rollback_triggers", "post_deploy", "batch"], default="rollback_triggers"),
     alerts_required=dict(type="bool", default=False),
     max_source_failure_ratio=dict(type="float", default=0.2),
-    monitoring_auth=dict(type="dict", options=dict(
-        bearer_token=dict(type="str", no_log=True),
-        username=dict(type="str"),
-        password=dict(type="str", no_log=True),
-        client_cert=dict(type="path"),
-        client_key=dict(type="path", no_log=False),
-        ca_path=dict(type="path"),
-        validate_certs=dict(type="bool"),
-        allow_plaintext=dict(type="bool", default=False),
-    ), mutually_exclusive=[("bearer_token", "username")], required_together=[("username", "password")],
-        required_by={"client_key": "client_cert"}),
+    monitoring_auth=monitoring_auth_option(),
 )  # type: t.Dict[str, t.Any]
 
 

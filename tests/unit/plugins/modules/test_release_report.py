@@ -25,11 +25,13 @@ START = 1796205600  # 2026-12-02T10:00:00Z
 
 class _Prometheus(http.server.BaseHTTPRequestHandler):
     queries = []
+    auth = []
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         url = urllib.parse.urlparse(self.path)
         args = dict(urllib.parse.parse_qsl(url.query))
         _Prometheus.queries.append(args)
+        _Prometheus.auth.append(self.headers.get("Authorization"))
         if url.path != "/api/v1/query_range":
             self.send_response(404)
             self.end_headers()
@@ -60,6 +62,7 @@ def prometheus():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     _Prometheus.queries = []
+    _Prometheus.auth = []
     yield "http://127.0.0.1:%d" % server.server_address[1]
     server.shutdown()
     server.server_close()
@@ -121,6 +124,22 @@ def test_check_mode_writes_nothing(tmp_path, audit, prometheus):
     result = run_module(release_report, {"audit_log": audit, "version": "5.1.0", "output_dir": str(out),
                                          "prometheus_url": prometheus, "_ansible_check_mode": True})
     assert result["changed"] is True and not out.exists()
+
+
+def test_monitoring_auth_reaches_prometheus_and_is_never_returned(tmp_path, audit, prometheus):
+    token = "report-token-0123456789"
+    args = {"audit_log": audit, "version": "5.1.0", "output_dir": str(tmp_path), "prometheus_url": prometheus,
+            "html": False, "monitoring_auth": {"bearer_token": token, "allow_plaintext": True}}
+    result = run_module(release_report, args)
+    assert not result.get("failed"), result
+    assert _Prometheus.auth and set(_Prometheus.auth) == {"Bearer " + token}
+    assert token not in json.dumps(result) and token not in (tmp_path / "release-report-5.1.0.md").read_text()
+    # credentials over plain http:// without allow_plaintext: refused before any request, nothing written
+    _Prometheus.auth = []
+    out = tmp_path / "refused"
+    refused = run_module(release_report, dict(args, output_dir=str(out), monitoring_auth={"bearer_token": token}))
+    assert refused["failed"] and "plain http://" in refused["msg"] and token not in refused["msg"]
+    assert _Prometheus.auth == [] and not out.exists()
 
 
 def test_unreachable_prometheus_is_not_measured(tmp_path, audit):
