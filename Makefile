@@ -6,7 +6,7 @@ STRATEGY ?= rolling
 APPROVALS ?= playbooks/vars/lab_approvals.yml
 ENV_SH := . scripts/env.sh
 
-.PHONY: bootstrap test sanity units lint integration molecule build release lab-up lab-down status clean
+.PHONY: bootstrap test sanity units lint integration molecule k8s build release lab-up lab-down status clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -14,7 +14,7 @@ bootstrap:
 test: bootstrap
 	@bash scripts/test.sh
 
-sanity units lint integration molecule build: bootstrap
+sanity units lint integration molecule k8s build: bootstrap
 	@bash scripts/test.sh $@
 
 lab-up: bootstrap

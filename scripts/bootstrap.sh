@@ -31,7 +31,8 @@ pick_python() {
 }
 
 install_system_packages() {
-  local wanted=(haproxy prometheus prometheus-alertmanager git wrk openssh-client openssh-server iproute2 curl rsync chromium)
+  local wanted=(haproxy prometheus prometheus-alertmanager git wrk openssh-client openssh-server iproute2 curl rsync openssl
+    chromium)
   local missing=() pkg
   for pkg in "${wanted[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -106,7 +107,18 @@ PY
   say "awx.awx unpacked into .build/collections (from ansible 12.3.0)"
 }
 
+# Go builds the Kubernetes control plane of the k8s test stage (scripts/k8s_controlplane.sh build; the `kubernetes`
+# Python client is in the pip requirements). Not a Debian package here: Debian's golang is older than the go.mod needs.
+check_go() {
+  if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ]; then
+    say "go present ($(PATH="$PATH:/usr/local/go/bin" go version | cut -d' ' -f3))"
+  else
+    say "go is missing: the k8s test stage needs it (https://go.dev/doc/install, into /usr/local/go)"
+  fi
+}
+
 install_system_packages
+check_go
 setup_venv
 link_collection
 install_awx_collection

@@ -9,8 +9,9 @@ progressDeadlineSeconds passes, while the 2.0.0 pods keep serving; ``rollback`` 
 then to the named 1.0.0, and a named version that does not exist refused with the list of what does. Then the same
 modules through ``ansible-playbook`` (AnsiballZ, as a play runs them): a rolling deploy of 4.0.0 and its status.
 
-Ports 27041-27046 (base 27040, inside the 27000-27099 range of docs/design.md). Skipped, with the reason, when the
-binaries are not built (`scripts/k8s_controlplane.sh build`).
+Ports 27041-27046 (base 27040, inside the 27000-27099 range of docs/design.md), or the plane that
+MESHOS_K8S_KUBECONFIG names (the k8s stage of scripts/test.sh starts one for all its tests). Skipped, with the reason,
+when the binaries are not built (`scripts/k8s_controlplane.sh build`).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ from ansible_collections.meshos.release.plugins.modules import rollback as rollb
 from ansible_collections.meshos.release.plugins.modules import rollout_strategy  # noqa: E402
 from ansible_collections.meshos.release.tests.unit.plugins.modules.module_runner import run_module  # noqa: E402
 
+SHARED = os.environ.get("MESHOS_K8S_KUBECONFIG")
 missing = [c for c in COMPONENTS if not os.access(BIN / c, os.X_OK)]
 pytestmark = pytest.mark.skipif(
-    bool(missing),
+    bool(missing) and not SHARED,
     reason="control-plane binaries not built (missing in %s: %s); run `scripts/k8s_controlplane.sh build`"
     % (BIN, ", ".join(missing)),
 )
@@ -60,6 +62,9 @@ def _script(*args: str, timeout: float = 200) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def kubeconfig(tmp_path_factory):
+    if SHARED:
+        yield SHARED
+        return
     busy = [p for p in range(PORT_BASE + 1, PORT_BASE + 7) if _port_busy(p)]
     if busy:
         pytest.fail("ports %s on 127.0.0.1 are in use (this test's slice of 27000-27099)" % busy)
