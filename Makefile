@@ -35,10 +35,11 @@ fleet-lab-up: bootstrap
 	@$(ENV_SH) && ansible-playbook playbooks/lab/fleet_lab_up.yml -e fleet_root=$(FLEET_ROOT) \
 	  && ansible-playbook -i $(FLEET_INVENTORY) playbooks/lab_up.yml
 
+# removes the whole FLEET_ROOT too (release areas, audit log, keys): the next make release starts fresh
 fleet-lab-down: bootstrap
 	@$(ENV_SH) && if [ -f $(FLEET_INVENTORY) ]; then ansible-playbook -i $(FLEET_INVENTORY) playbooks/lab_down.yml; fi \
 	  && ansible-playbook playbooks/lab/fleet_down.yml -e fleet_root=$(FLEET_ROOT) \
-	  && rm -f $(FLEET_INVENTORY)
+	  && rm -rf $(FLEET_ROOT)
 
 # The main job against the lab: bring the lab up, then run the release pipeline for VERSION (on the fleet unless
 # FLEET=0).
