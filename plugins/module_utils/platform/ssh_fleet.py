@@ -39,6 +39,8 @@ import zlib
 from ansible_collections.meshos.release.plugins.module_utils.platform import base as _base
 from ansible_collections.meshos.release.plugins.module_utils.platform import hosts as _hosts
 from ansible_collections.meshos.release.plugins.module_utils.platform import releases
+# not called here: shipped to the hosts as source (_bundle_sources); the static import makes AnsiballZ pack it
+from ansible_collections.meshos.release.plugins.module_utils.platform import ssh_remote as _ssh_remote  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
     CommandError,
     ConfigError,
