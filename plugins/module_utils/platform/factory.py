@@ -47,10 +47,9 @@ def _hosts(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand
 
 def _kubernetes(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:
     """One Deployment (``kubernetes.DeploymentRollout``): the controller rolls, the fleet and router are read-only."""
+    from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import HAS_KUBERNETES, KubeClient
     from ansible_collections.meshos.release.plugins.module_utils.platform.kubernetes import (
-        HAS_KUBERNETES,
         DeploymentRollout,
-        KubeClient,
         KubernetesFleet,
         KubernetesRouter,
     )

@@ -3,9 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Kubernetes backend: one Deployment is the fleet; its controller runs the rolling update (Python 3.9+).
 
-``KubeClient`` is the only code that talks to the API (the official ``kubernetes`` client, built once per run from a
-kubeconfig/context or the in-cluster service account); it returns plain API dicts (camelCase, as ``kubectl get -o
-json``) and turns every ``ApiException`` into a one-line ``PlatformError``. ``DeploymentRollout`` (a
+``kube_api.KubeClient`` is the only code that talks to the API and returns plain API dicts; ``DeploymentRollout`` (a
 ``NativeRollout``) works on those dicts only, so unit tests hand it a fake API object.
 
 - rolling: one strategic-merge patch sets the container image and the ``meshos.release/version`` label and annotation
@@ -22,7 +20,6 @@ Traffic (Service selectors, weights) is not handled yet: ``KubernetesRouter`` de
 from __future__ import annotations
 
 import copy
-import re
 import time
 import typing as t
 
@@ -32,173 +29,27 @@ from ansible_collections.meshos.release.plugins.module_utils.platform.base impor
     NativeRollout,
     NotFoundError,
     NotSupported,
-    PlatformError,
     StuckError,
     Target,
     TrafficRouter,
     VersionNotInstalledError,
 )
 
-try:
-    from kubernetes import client as _k8s_client
-    from kubernetes import config as _k8s_config
-    from kubernetes.client.rest import ApiException
-    HAS_KUBERNETES = True
-    KUBERNETES_IMPORT_ERROR = None  # type: t.Optional[str]
-except ImportError as _exc:  # pragma: no cover - depends on the environment
-    HAS_KUBERNETES = False
-    KUBERNETES_IMPORT_ERROR = str(_exc)
-
-    class ApiException(Exception):  # type: ignore[no-redef]
-        """Placeholder so ``except ApiException`` stays valid without the library."""
-
-VERSION_KEY = "meshos.release/version"
-REVISION_KEY = "deployment.kubernetes.io/revision"
-HASH_LABEL = "pod-template-hash"
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-
-
-class ApiError(PlatformError):
-    """The Kubernetes API refused or failed a call (status and reason in the message)."""
-
-
-def _api_error(what: str, exc: Exception) -> PlatformError:
-    status = getattr(exc, "status", None)
-    reason = getattr(exc, "reason", None) or exc.__class__.__name__
-    body = getattr(exc, "body", None)
-    detail = ""
-    if body:
-        try:
-            import json
-            detail = json.loads(body).get("message") or ""
-        except (ValueError, AttributeError, TypeError):
-            detail = str(body)[:200]
-    msg = "Kubernetes API error on %s: %s %s%s" % (what, status or "", reason, (": " + detail) if detail else "")
-    return NotFoundError(msg) if status == 404 else ApiError(msg)
-
-
-class KubeClient:
-    """The official client, configured once: apps/v1 and core/v1 calls returning plain API dicts."""
-
-    def __init__(self, kubeconfig: t.Optional[str] = None, context: t.Optional[str] = None, in_cluster: bool = False,
-                 api_client: t.Any = None) -> None:
-        if api_client is None:
-            if not HAS_KUBERNETES:
-                raise ConfigError("the kubernetes Python library is required (%s)" % KUBERNETES_IMPORT_ERROR)
-            try:
-                if in_cluster:
-                    configuration = _k8s_client.Configuration()
-                    _k8s_config.load_incluster_config(client_configuration=configuration)
-                    api_client = _k8s_client.ApiClient(configuration)
-                else:
-                    api_client = _k8s_config.new_client_from_config(config_file=kubeconfig, context=context)
-            except Exception as exc:  # the loaders raise ConfigException, TypeError, OSError...
-                where = "in-cluster service account" if in_cluster else "kubeconfig %s%s" % (
-                    kubeconfig or "(default)", (" context %s" % context) if context else "")
-                raise ConfigError("cannot load the Kubernetes configuration from the %s: %s" % (where, exc))
-        self.api_client = api_client
-        self.apps = _k8s_client.AppsV1Api(api_client)
-        self.core = _k8s_client.CoreV1Api(api_client)
-
-    def _call(self, what: str, func: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
-        try:
-            obj = func(*args, **kwargs)
-        except ApiException as exc:
-            raise _api_error(what, exc)
-        except (OSError, ValueError) as exc:  # connection refused, TLS, urllib3 errors derive from these
-            raise ApiError("Kubernetes API unreachable on %s: %s" % (what, str(exc).splitlines()[0] if str(exc) else exc))
-        return self.api_client.sanitize_for_serialization(obj)
-
-    def read_deployment(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
-        return self._call("read deployment %s/%s" % (namespace, name), self.apps.read_namespaced_deployment,
-                          name, namespace)
-
-    def patch_deployment(self, namespace: str, name: str, body: t.Any, json_patch: bool = False) -> t.Dict[str, t.Any]:
-        kind = "application/json-patch+json" if json_patch else "application/strategic-merge-patch+json"
-        return self._call("patch deployment %s/%s" % (namespace, name), self.apps.patch_namespaced_deployment,
-                          name, namespace, body, _content_type=kind)
-
-    def list_replica_sets(self, namespace: str, selector: str) -> t.List[t.Dict[str, t.Any]]:
-        return self._call("list replicasets in %s" % namespace, self.apps.list_namespaced_replica_set, namespace,
-                          label_selector=selector).get("items") or []
-
-    def list_pods(self, namespace: str, selector: str) -> t.List[t.Dict[str, t.Any]]:
-        return self._call("list pods in %s" % namespace, self.core.list_namespaced_pod, namespace,
-                          label_selector=selector).get("items") or []
-
-
-# ---------------------------------------------------------------------------- reading API dicts
-
-def _get(obj: t.Any, *path: str, default: t.Any = None) -> t.Any:
-    for key in path:
-        if not isinstance(obj, dict) or obj.get(key) is None:
-            return default
-        obj = obj[key]
-    return obj
-
-
-def template_version(template: t.Dict[str, t.Any], container: str) -> t.Optional[str]:
-    """The release version a pod template carries: our annotation, else our label, else the container image."""
-    version = _get(template, "metadata", "annotations", VERSION_KEY) or _get(template, "metadata", "labels", VERSION_KEY)
-    if version:
-        return str(version)
-    for item in _get(template, "spec", "containers", default=[]):
-        if item.get("name") == container:
-            return item.get("image")
-    return None
-
-
-def _conditions(dep: t.Dict[str, t.Any]) -> t.List[t.Dict[str, t.Any]]:
-    return [dict((k, c.get(k)) for k in ("type", "status", "reason", "message"))
-            for c in _get(dep, "status", "conditions", default=[])]
-
-
-def _condition_text(conditions: t.List[t.Dict[str, t.Any]]) -> str:
-    return "; ".join("%s=%s %s (%s)" % (c["type"], c["status"], c.get("reason") or "", (c.get("message") or "").strip())
-                     for c in conditions) or "no conditions"
-
-
-def _replica_counts(dep: t.Dict[str, t.Any]) -> t.Dict[str, int]:
-    st = dep.get("status") or {}
-    return {"desired": int(_get(dep, "spec", "replicas", default=1)), "current": int(st.get("replicas") or 0),
-            "updated": int(st.get("updatedReplicas") or 0), "ready": int(st.get("readyReplicas") or 0),
-            "available": int(st.get("availableReplicas") or 0), "unavailable": int(st.get("unavailableReplicas") or 0)}
-
-
-def rollout_complete(dep: t.Dict[str, t.Any]) -> bool:
-    """The controller's own verdict: latest generation observed, every replica updated, ready and available."""
-    if int(_get(dep, "status", "observedGeneration", default=0)) < int(_get(dep, "metadata", "generation", default=0)):
-        return False
-    n = _replica_counts(dep)
-    if not n["desired"] == n["current"] == n["updated"] == n["ready"] == n["available"]:
-        return False
-    return not [c for c in _conditions(dep) if c["type"] == "Progressing" and c["status"] == "False"]
-
-
-def _pod_state(pod: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
-    conds = dict((c.get("type"), c.get("status")) for c in _get(pod, "status", "conditions", default=[]))
-    waiting = []
-    restarts = 0
-    for cs in _get(pod, "status", "containerStatuses", default=[]):
-        restarts += int(cs.get("restartCount") or 0)
-        reason = _get(cs, "state", "waiting", "reason")
-        if reason:
-            waiting.append(reason)
-    return {"name": _get(pod, "metadata", "name"), "phase": _get(pod, "status", "phase") or "Unknown",
-            "ready": conds.get("Ready") == "True", "containers_ready": conds.get("ContainersReady"),
-            "waiting": waiting, "restarts": restarts,
-            "terminating": _get(pod, "metadata", "deletionTimestamp") is not None}
-
-
-def _pod_text(state: t.Dict[str, t.Any]) -> str:
-    words = [state["phase"], "ready" if state["ready"] else "not ready"]
-    words += state["waiting"]
-    if state["restarts"]:
-        words.append("%d restarts" % state["restarts"])
-    if state["terminating"]:
-        words.append("terminating")
-    return "%s %s" % (state["name"], " ".join(words))
+from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import (
+    HASH_LABEL,
+    LABEL_VALUE_RE,
+    NAME_RE,
+    REVISION_KEY,
+    VERSION_KEY,
+    _condition_text,
+    _conditions,
+    _get,
+    _pod_state,
+    _pod_text,
+    _replica_counts,
+    rollout_complete,
+    template_version,
+)
 
 
 class DeploymentRollout(NativeRollout):

@@ -14,6 +14,7 @@ import copy
 import pytest
 
 from ansible_collections.meshos.release.plugins.module_utils.platform import factory
+from ansible_collections.meshos.release.plugins.module_utils.platform import kube_api
 from ansible_collections.meshos.release.plugins.module_utils.platform import kubernetes as kube
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
     ConfigError,
@@ -260,13 +261,13 @@ def test_image_template_and_container_choice():
 
 
 def test_api_exceptions_become_one_line_errors():
-    exc = kube.ApiException(status=403, reason="Forbidden")
+    exc = kube_api.ApiException(status=403, reason="Forbidden")
     exc.body = '{"kind":"Status","message":"deployments.apps \\"x\\" is forbidden: User \\"dev\\" cannot patch"}'
-    err = kube._api_error("patch deployment prod/x", exc)
-    assert isinstance(err, kube.ApiError) and not isinstance(err, NotFoundError)
+    err = kube_api._api_error("patch deployment prod/x", exc)
+    assert isinstance(err, kube_api.ApiError) and not isinstance(err, NotFoundError)
     assert str(err) == ('Kubernetes API error on patch deployment prod/x: 403 Forbidden: deployments.apps "x" is '
                         'forbidden: User "dev" cannot patch')
-    assert isinstance(kube._api_error("read", kube.ApiException(status=404, reason="Not Found")), NotFoundError)
+    assert isinstance(kube_api._api_error("read", kube_api.ApiException(status=404, reason="Not Found")), NotFoundError)
 
 
 def test_router_declares_no_capability_and_refuses_traffic_calls():
@@ -306,7 +307,7 @@ def fake_cluster(monkeypatch):
         built.append(kw)
         return api
 
-    monkeypatch.setattr(kube, "KubeClient", client)
+    monkeypatch.setattr(kube_api, "KubeClient", client)
     # the factory passes timeout and interval; the sleep and clock defaults become the fake ones
     monkeypatch.setattr(kube.DeploymentRollout.__init__, "__defaults__",
                         (None, None, None, 600.0, 1.0, clock.sleep, clock))
@@ -332,7 +333,7 @@ def test_factory_refuses(tmp_path, fake_cluster, kw, need_color, message):
 
 
 def test_missing_library_is_reported_with_missing_required_lib(tmp_path, monkeypatch):
-    monkeypatch.setattr(kube, "HAS_KUBERNETES", False)
+    monkeypatch.setattr(kube_api, "HAS_KUBERNETES", False)
     with pytest.raises(ConfigError, match="Failed to import the required Python library \\(kubernetes\\)"):
         factory.build_platform(params(tmp_path))
 
