@@ -92,7 +92,8 @@ def _bundle_sources() -> str:
             if source is None:
                 with open(module.__file__) as handle:
                     source = handle.read()
-            sources[name] = source
+            # ansible-test's collection loader hands the source over as bytes
+            sources[name] = source.decode("utf-8") if isinstance(source, bytes) else source
         _BUNDLE.append(base64.b64encode(zlib.compress(json.dumps(sources).encode(), 9)).decode())
     return _BUNDLE[0]
 
