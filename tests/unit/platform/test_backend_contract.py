@@ -118,10 +118,22 @@ def _hosts(tmp_path, monkeypatch, request=None):
     return Harness(Platform(fleet, HAProxyRouter(stub, route_map=route_map, sleep=lambda s: None)), artifact)
 
 
-# the ssh backend runs against real hosts: a 2-host network-namespace fleet of the lab (roles/lab/files/netfleet.py),
-# prefix wsh and 10.79.0.0/24 (also used by tests/integration/test_ssh_fleet.py; each skips while the other holds it)
+# the ssh backend runs against real hosts: a 2-host network-namespace fleet of the lab (roles/lab/files/netfleet.py).
+# ansible-test runs every unit test in its own fork, so a fixture's teardown never runs in the process that lives on:
+# the fleet is brought up once per pytest process (xdist worker) by the first test that needs it, recorded in
+# FLEET_DIR/<owner>/contract-up.json, reused by the following forks and brought down by conftest.py's pytest_sessionfinish
+# in the owner. Each worker has its own prefix and subnet (wu<n>, 10.79.1<n>); tests/integration/test_ssh_fleet.py
+# uses wsh / 10.79.0.
 NETFLEET = Path(__file__).resolve().parents[3] / "roles" / "lab" / "files" / "netfleet.py"
-SSH_PREFIX, SSH_SUBNET = "wsh", "10.79.0"
+FLEET_DIR = Path("/tmp/meshos-unit-fleets")
+
+
+def _worker():
+    digits = "".join(c for c in os.environ.get("PYTEST_XDIST_WORKER", "gw0") if c.isdigit()) or "0"
+    return int(digits) % 10
+
+
+SSH_PREFIX, SSH_SUBNET = "wu%d" % _worker(), "10.79.1%d" % _worker()
 
 
 def _netfleet(root, *args):
@@ -136,23 +148,30 @@ def _wsh_in_use():
     return [line.split()[0] for line in netns.splitlines() if line.startswith(SSH_PREFIX + "-")]
 
 
+def fleet_owner_dir():
+    """Where this pytest process's fleet is recorded (conftest.py sets MESHOS_UNIT_FLEET_OWNER in the owner)."""
+    return FLEET_DIR / os.environ.get("MESHOS_UNIT_FLEET_OWNER", str(os.getpid()))
+
+
 @pytest.fixture(scope="module")
-def ssh_lab(tmp_path_factory):
+def ssh_lab():
     if os.geteuid() != 0:
         pytest.skip("the ssh backend's contract runs against a network-namespace fleet: needs root")
     if not (shutil.which("ip") and os.path.exists("/usr/sbin/sshd") and shutil.which("ssh")):
         pytest.skip("the ssh backend's contract needs iproute2 and openssh-server/openssh-client")
+    root = fleet_owner_dir()
+    record = root / "contract-up.json"
+    if record.exists():  # an earlier fork of this process brought it up
+        return json.loads(record.read_text())
     if _wsh_in_use():
         pytest.skip("a fleet with prefix %s exists already (%s): another run is using it" % (SSH_PREFIX, _wsh_in_use()))
-    root = tmp_path_factory.mktemp("wsh-contract")
-    try:
-        rc, up = _netfleet(root, "up", "--hosts", "2", "--prefix", SSH_PREFIX, "--subnet", SSH_SUBNET,
-                           "--mode", "netns")
-        if rc != 0 or up.get("mode") != "netns":
-            pytest.skip("no network-namespace fleet here: %s" % (up.get("msg") or up.get("fallback_reason")))
-        yield up
-    finally:
+    root.mkdir(parents=True, exist_ok=True)
+    rc, up = _netfleet(root, "up", "--hosts", "2", "--prefix", SSH_PREFIX, "--subnet", SSH_SUBNET, "--mode", "netns")
+    if rc != 0 or up.get("mode") != "netns":
         _netfleet(root, "down")
+        pytest.skip("no network-namespace fleet here: %s" % (up.get("msg") or up.get("fallback_reason")))
+    record.write_text(json.dumps(up))
+    return up
 
 
 def _ssh(tmp_path, monkeypatch, request=None):
