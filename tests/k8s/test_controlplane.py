@@ -13,44 +13,22 @@ The tests that need the plane are skipped, with the reason, when the binaries ar
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "k8s_controlplane.sh"
-BIN = Path(os.environ.get("MESHOS_K8S_BIN", REPO_ROOT / ".build" / "k8s" / "bin"))
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+from _plane import COMPONENTS, MISSING, MISSING_REASON, port_busy, run_script, wait_until
+
 PORT_BASE = 27020
 NAMESPACE = "meshos-k8s-test"
-WAIT = 90  # seconds for one condition; the whole test stays well under 2 minutes when the machine is not starved
 
 kubernetes = pytest.importorskip("kubernetes", reason="the `kubernetes` Python client is not installed")
 
-missing = [c for c in COMPONENTS if not os.access(BIN / c, os.X_OK)]
-needs_binaries = pytest.mark.skipif(
-    bool(missing),
-    reason="control-plane binaries not built (missing in %s: %s); run `scripts/k8s_controlplane.sh build`"
-    % (BIN, ", ".join(missing)),
-)
+needs_binaries = pytest.mark.skipif(bool(MISSING), reason=MISSING_REASON)
 
 
-def _port_busy(port: int) -> bool:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _script(*args: str, timeout: float = 200) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MESHOS_K8S_PORT_BASE=str(PORT_BASE), MESHOS_K8S_BIN=str(BIN))
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+def _script(*args: str, timeout: float = 200):
+    return run_script(PORT_BASE, *args, timeout=timeout)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -65,7 +43,7 @@ def _pid_alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory):
     """An up control plane in a tmp dir: (dir, pids by component); always brought down at the end."""
-    busy = [p for p in range(PORT_BASE + 1, PORT_BASE + 7) if _port_busy(p)]
+    busy = [p for p in range(PORT_BASE + 1, PORT_BASE + 7) if port_busy(p)]
     if busy:
         pytest.fail("ports %s on 127.0.0.1 are in use (this test's slice of 27000-27099)" % busy)
     run_dir = tmp_path_factory.mktemp("k8s-plane")
@@ -90,18 +68,6 @@ def api(plane):
     wait_until(lambda: core.list_namespaced_service_account(NAMESPACE).items, "default ServiceAccount in the namespace")
     yield core, kubernetes.client.AppsV1Api(client)
     client.close()
-
-
-def wait_until(check, what: str, timeout: float = WAIT):
-    """Poll check() until it returns something truthy; fail naming `what` and the last value on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def deployment(image: str):
@@ -219,4 +185,4 @@ def test_down_stops_exactly_what_up_started(plane, api):
     assert "stopped %d process(es)" % len(COMPONENTS) in down.stderr
     assert not [c for c, pid in pids.items() if _pid_alive(pid)]
     assert not list((run_dir / "pids").glob("*.pid"))
-    assert not [p for p in range(PORT_BASE + 1, PORT_BASE + 7) if _port_busy(p)]
+    assert not [p for p in range(PORT_BASE + 1, PORT_BASE + 7) if port_busy(p)]

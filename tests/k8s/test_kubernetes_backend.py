@@ -17,18 +17,13 @@ when the binaries are not built (`scripts/k8s_controlplane.sh build`).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
-from contextlib import closing
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "k8s_controlplane.sh"
-BIN = Path(os.environ.get("MESHOS_K8S_BIN", REPO_ROOT / ".build" / "k8s" / "bin"))
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+from _plane import MISSING, MISSING_REASON, REPO_ROOT, SHARED, plane_kubeconfig, wait_until
+
 PORT_BASE = 27040
 NAMESPACE = "meshos-k8s-backend"
 WAIT = 90
@@ -39,54 +34,12 @@ from ansible_collections.meshos.release.plugins.modules import rollback as rollb
 from ansible_collections.meshos.release.plugins.modules import rollout_strategy  # noqa: E402
 from ansible_collections.meshos.release.tests.unit.plugins.modules.module_runner import run_module  # noqa: E402
 
-SHARED = os.environ.get("MESHOS_K8S_KUBECONFIG")
-missing = [c for c in COMPONENTS if not os.access(BIN / c, os.X_OK)]
-pytestmark = pytest.mark.skipif(
-    bool(missing) and not SHARED,
-    reason="control-plane binaries not built (missing in %s: %s); run `scripts/k8s_controlplane.sh build`"
-    % (BIN, ", ".join(missing)),
-)
-
-
-def _port_busy(port: int) -> bool:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _script(*args: str, timeout: float = 200) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MESHOS_K8S_PORT_BASE=str(PORT_BASE), MESHOS_K8S_BIN=str(BIN))
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+pytestmark = pytest.mark.skipif(bool(MISSING) and not SHARED, reason=MISSING_REASON)
 
 
 @pytest.fixture(scope="module")
 def kubeconfig(tmp_path_factory):
-    if SHARED:
-        yield SHARED
-        return
-    busy = [p for p in range(PORT_BASE + 1, PORT_BASE + 7) if _port_busy(p)]
-    if busy:
-        pytest.fail("ports %s on 127.0.0.1 are in use (this test's slice of 27000-27099)" % busy)
-    run_dir = tmp_path_factory.mktemp("k8s-backend")
-    up = _script("up", str(run_dir))
-    try:
-        assert up.returncode == 0, "up failed:\n%s\n%s" % (up.stdout, up.stderr)
-        yield str(run_dir / "kubeconfig")
-    finally:
-        down = _script("down", str(run_dir), timeout=60)
-        assert down.returncode == 0, down.stderr
-
-
-def wait_until(check, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+    yield from plane_kubeconfig(tmp_path_factory, PORT_BASE, "k8s-backend")
 
 
 @pytest.fixture(scope="module")
