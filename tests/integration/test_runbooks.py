@@ -73,7 +73,7 @@ class Lab:
             handle.write(PARTIAL_DEPLOY.format(vars_file=REPO_ROOT / "playbooks" / "vars" / "deploy_targets.yml"))
 
     def playbook(self, path, extra=None, check=True):
-        return run_playbook(path, extra or {}, check=check, inventory=self.inventory, timeout=300)
+        return run_playbook(path, extra or {}, check=check, inventory=self.inventory, timeout=900)
 
     def runbook(self, name, check=True, **extra):
         started = time.time()
