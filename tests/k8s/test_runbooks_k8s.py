@@ -171,3 +171,29 @@ def test_requests_that_fit_no_node_are_classified_insufficient_resources(cluster
     details = json.loads(report.split("## Kubernetes\n\n```json\n", 1)[1].split("\n```", 1)[0])
     assert details["capacity"]["more_pods_fit"] == 0 and details["capacity"]["pod_requests"]["cpu"] == 64.0
     assert ready_images(core) == {"meshapp:1.0.0": 3}  # the old pods keep serving (maxUnavailable 0)
+
+
+def test_rollback_failed_verifies_the_previous_revision(cluster, work):
+    # still on the 2.1.0 template that fits no node: the previous revision (1.0.0) is the rollback target
+    out, report = runbook(work, "rollback_failed")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "| info | backup | meshapp | rollback target 1.0.0 is intact" in report, report
+    assert "runbook_resolve=true   # manual rollback to 1.0.0" in report and "No action taken." in report
+    assert "escalate now" not in report and "## Emergency contacts" in report
+
+
+def test_health_checks_failing_restarts_then_rolls_back_when_nothing_heals(cluster, work):
+    core, apps = cluster
+    out, report = runbook(work, "health_checks_failing", "-e", "runbook_resolve=true",
+                          "-e", "runbook_restart_wait_seconds=5")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    # the Pending 2.1.0 pod is deleted, its replacement cannot be scheduled either, no room to scale: roll back
+    assert "| restart | meshapp | deleted meshapp-" in report and "STILL UNHEALTHY" in report, report
+    assert "| rollback | %s/meshapp | complete" % NAMESPACE in report, report
+    assert "Result: **resolved**" in report
+    assert apps.read_namespaced_deployment("meshapp", NAMESPACE).spec.template.spec.containers[0].image == "meshapp:1.0.0"
+    wait_until(lambda: ready_images(core) == {"meshapp:1.0.0": 3}, "only 1.0.0 pods after the health runbook")
+    entries = [json.loads(line) for line in work["audit"].read_text().splitlines() if line.strip()]
+    restarts = [e for e in entries if e["action"] == "restart"]
+    assert [e["result"] for e in restarts] == ["started", "failure"], restarts
+    assert restarts[-1]["details"]["next"] == "rollback"
