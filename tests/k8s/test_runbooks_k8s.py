@@ -9,7 +9,9 @@ controller marks it ProgressDeadlineExceeded. deployment_stuck reports it STUCK 
 the new pods, the requests against the nodes' allocatable, and changes nothing; with runbook_resolve=true it cancels
 and rolls back to the previous revision through the guarded rollback (lock, audit log). Then a template whose requests
 fit no node (cpu 64 per pod, nodes of 32): the cause is insufficient_resources, from the FailedScheduling events and
-the measured capacity.
+the measured capacity. On that template rollback_failed verifies the previous revision (1.0.0) as the target, and
+health_checks_failing with runbook_resolve=true deletes the unschedulable pod, finds its replacement unhealthy with no
+room to scale up, and rolls back (the restarts audited, the rollback guarded).
 
 Uses the plane that MESHOS_K8S_KUBECONFIG names (the k8s stage of scripts/test.sh), else starts one on base 28200
 (ports 28201-28206). Skipped, with the reason, when the binaries are not built.
