@@ -310,7 +310,7 @@ baseline:
   sample: {latency_p95: 0.00475}
 judge:
   description:
-    - Mann-Whitney U judge of O(mode=compare): the decisive C(score), C(status) (pass, fail, inconclusive), per metric
+    - Mann-Whitney U judge of O(mode=compare), the decisive C(score), C(status) (pass, fail, inconclusive), per metric
       U, p-value, medians and result; C(judgements) (every judgement, marginal ones held), C(rejudgements),
       C(thresholds) and C(traffic) (requests per group and the canary's measured share in percent).
   returned: when O(mode=compare)
