@@ -1,0 +1,104 @@
+# Copyright: meshos release engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Canary analysis on the hosts lab (real HAProxy and meshapp processes, ports 28400-28499): playbooks/deploy.yml
+with strategy canary judges the canary group against the stable group at every step (health_gate mode=compare).
+
+- a good release passes every step, each step is one audit entry with its score, target and measured traffic share;
+- a release that answers 30 % of its requests with 500 (under a widened absolute error limit, so that the judge and
+  not the limit decides) scores fail on the critical error-rate metric and is aborted: the fleet is back on stable;
+- a release that is 20 ms slower (under the 50 ms floor of the absolute latency limit) is marginal: the step is held
+  and judged again twice, then fails and is aborted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _hosts_env as h  # noqa: E402
+
+PORT_BASE = 28400
+APP = ["app1", "app2", "app3", "app4"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    lab = h.Env(str(tmp_path_factory.mktemp("canary")), PORT_BASE, app=4, blue=0, green=0)
+    try:
+        lab.start()
+        for version, flags in (("5.2.0", ["--error-ratio", "0.3"]), ("5.3.0", ["--latency-ms", "20"])):
+            lab.checksums[version] = lab.labctl("artifact", version, "--out", lab.artifacts, *flags)["sha256"]
+        yield lab
+    finally:
+        lab.stop()
+
+
+def _versions(env):
+    return dict((n, os.path.basename(os.readlink(os.path.join(env.lab, "hosts", n, "current")))) for n in APP)
+
+
+def _steps(env, version):
+    path = os.path.join(os.path.dirname(env.state_dir), "release", "audit.jsonl")
+    with open(path) as handle:
+        entries = [json.loads(line) for line in handle if line.strip()]
+    return [e for e in entries if e.get("action") == "canary_step" and e.get("version") == version]
+
+
+def _canary(env, version, **more):
+    extra = env.extra_vars(version=version, strategy="canary", artifact=env.artifact(version),
+                           checksum="sha256:" + env.checksums[version], initial_traffic=25, steps=[50, 100],
+                           gate_duration=5, gate_window=1, gate_interval=1, watch_seconds=0, **more)
+    with h.Load(env.fe_port, threads=4, pause=0.002) as load:
+        proc = h.run_playbook("deploy.yml", extra)
+    return proc, load
+
+
+def test_good_canary_passes_every_step_with_its_score_and_measured_share(env):
+    proc, load = _canary(env, "5.1.0")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert _versions(env) == dict.fromkeys(APP, "5.1.0")
+    steps = _steps(env, "5.1.0")
+    assert [s["details"]["step"] for s in steps] == ["1/3", "2/3", "3/3"]
+    first, second, full = (s["details"] for s in steps)
+    assert first["mode"] == "compare" and first["verdict"] == "pass" and first["score"] >= 75
+    assert first["weight"] == 25 and second["weight"] == 50 and full["weight"] == 100
+    # the actual share is measured (requests served by each group over the judged intervals), near the target
+    assert 10 <= first["actual_share_percent"] <= 40, first
+    assert 35 <= second["actual_share_percent"] <= 65, second
+    assert first["hosts_per_version"] == {"5.0.0": 3, "5.1.0": 1}
+    assert any(c["name"] == "canary_judge" for c in first["checks"])
+    # at full traffic no stable group is left: the absolute limits only, and nothing measures a share
+    assert full["mode"] == "gate" and full["actual_share_percent"] is None
+    # one line per step for the operator
+    assert "itest | canary | step 1/3 | target share 25 %" in proc.stdout
+    assert load.stats()["requests"] > 0
+
+
+def test_canary_with_injected_errors_scores_fail_and_is_aborted(env):
+    proc, _load = _canary(env, "5.2.0", gate_policy_overrides={"error_rate": {"threshold": 0.5}})
+    assert proc.returncode != 0
+    assert _versions(env) == dict.fromkeys(APP, "5.1.0")
+    steps = _steps(env, "5.2.0")
+    assert len(steps) == 1 and steps[0]["result"] == "failure", steps
+    details = steps[0]["details"]
+    assert details["judge"] == "fail" and details["verdict"] == "fail"
+    error = [m for m in details["judge_metrics"] if m["metric"] == "error_rate"][0]
+    assert error["result"] == "fail" and error["canary_median"] > 0.1 and error["baseline_median"] == 0
+    assert "critical metric error_rate" in details["summary"]
+
+
+def test_marginal_canary_is_held_judged_again_then_aborted(env):
+    proc, _load = _canary(env, "5.3.0")
+    assert proc.returncode != 0
+    assert _versions(env) == dict.fromkeys(APP, "5.1.0")
+    steps = _steps(env, "5.3.0")
+    assert len(steps) == 1, steps
+    details = steps[0]["details"]
+    assert [j["status"] for j in details["judgements"]] == ["marginal", "marginal", "marginal"], details["judgements"]
+    assert details["rejudgements"] == 2 and details["judge"] == "fail"
+    assert "canary judgement 1/3" in proc.stdout or "re-judgement" in details["summary"]
