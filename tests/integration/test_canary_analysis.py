@@ -80,9 +80,10 @@ def test_good_canary_passes_every_step_with_its_score_and_measured_share(env):
 
 
 def test_canary_with_injected_errors_scores_fail_and_is_aborted(env):
-    proc, _load = _canary(env, "5.2.0", gate_policy_overrides={"error_rate": {"threshold": 0.5}})
+    before = _versions(env)
+    proc, _load = _canary(env, "5.2.0", deploy_gate_policy_overrides={"error_rate": {"threshold": 0.5}})
     assert proc.returncode != 0
-    assert _versions(env) == dict.fromkeys(APP, "5.1.0")
+    assert _versions(env) == before
     steps = _steps(env, "5.2.0")
     assert len(steps) == 1 and steps[0]["result"] == "failure", steps
     details = steps[0]["details"]
@@ -93,9 +94,10 @@ def test_canary_with_injected_errors_scores_fail_and_is_aborted(env):
 
 
 def test_marginal_canary_is_held_judged_again_then_aborted(env):
+    before = _versions(env)
     proc, _load = _canary(env, "5.3.0")
     assert proc.returncode != 0
-    assert _versions(env) == dict.fromkeys(APP, "5.1.0")
+    assert _versions(env) == before
     steps = _steps(env, "5.3.0")
     assert len(steps) == 1, steps
     details = steps[0]["details"]
