@@ -126,8 +126,8 @@ class GateJudge:
                 if value is not None:
                     self.judge_samples[key][metric].append(value)
         # the canary's actual share of the requests, measured over the same intervals as the samples
-        served = dict((key, self._group_requests(group, now, window)) for group, key in (("targets", "canary"),
-                                                                                     ("baseline", "baseline")))
+        groups = (("targets", "canary"), ("baseline", "baseline"))
+        served = dict((key, self._group_requests(group, now, window)) for group, key in groups)
         if None not in served.values():
             self.judge_traffic["canary"] += served["canary"]
             self.judge_traffic["baseline"] += served["baseline"]

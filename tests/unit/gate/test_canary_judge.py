@@ -21,6 +21,7 @@ class FakeClock:
     def sleep(self, seconds):
         self.now += seconds
 
+
 CANARY = "http://canary"
 STABLE = ["http://s1", "http://s2", "http://s3"]
 

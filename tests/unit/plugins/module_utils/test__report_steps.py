@@ -30,7 +30,7 @@ def test_draw_steps_adds_the_share_axis_and_one_label_per_step():
     fig = go.Figure()
     events = [_step(100.0, "1/3", 25, 24.4, 100), _step(110.0, "2/3", 50, None, None, "not gated"),
               _step(120.0, "1/1", 100, action="batch"), {"epoch": 130.0, "step_info": None}]
-    draw_steps(fig, go, events, lambda epoch: str(epoch))
+    draw_steps(fig, go, events, str)
     names = [trace.name for trace in fig.data]
     assert names == ["canary share set (%)", "canary share measured (%)"]
     assert list(fig.data[0].y) == [25, 50] and list(fig.data[1].y) == [24.4]
