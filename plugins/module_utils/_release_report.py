@@ -96,9 +96,10 @@ def describe(entry):
         label = "rollback%s%s" % (where, " FAILED" if result == "failure" else "")
         if details.get("automatic"):
             extra.insert(0, "automatic")
-    elif result in ("failure", "aborted"):
+    elif result in ("failure", "aborted") or (action in ("canary_step", "batch") and details.get("verdict") == "fail"):
         kind = "failure"
-        label = ("gate failed%s" % where) if (details.get("failed_task") or "gate" in action or details.get("gate")) \
+        label = ("%s failed%s" % (action.replace("_", " "), where)) if action in ("canary_step", "batch") else (
+            "gate failed%s" % where) if (details.get("failed_task") or "gate" in action or details.get("gate")) \
             else "%s %s%s" % (action, result, where)
     elif action == "approval":
         kind, label = "approval", "approval%s" % where

@@ -111,7 +111,8 @@ def test_canary_with_injected_errors_scores_fail_and_is_aborted(env):
     assert proc.returncode != 0
     assert _versions(env) == before
     steps = _steps(env, "5.2.0")
-    assert len(steps) == 1 and steps[0]["result"] == "failure", steps
+    # a step entry is a record (info); the deploy's own entries carry the outcome
+    assert len(steps) == 1 and steps[0]["result"] == "info", steps
     details = steps[0]["details"]
     assert details["judge"] == "fail" and details["verdict"] == "fail"
     error = [m for m in details["judge_metrics"] if m["metric"] == "error_rate"][0]

@@ -106,9 +106,9 @@ def recorded(tmp_path_factory):
         # each instance gets the same direct traffic: the canary's measured share is half, its target share 50 %
         step = _judged_step(app2, app1, 1, 2, 50, {"5.1.0": 2})
         assert step["verdict"] == "pass", step["summary"]
-        record(action="canary_step", version="5.1.0", strategy="canary", result="success", details=step)
+        record(action="canary_step", version="5.1.0", strategy="canary", result="info", details=step)
         time.sleep(2)
-        record(action="canary_step", version="5.1.0", strategy="canary", result="success",
+        record(action="canary_step", version="5.1.0", strategy="canary", result="info",
                details={"step": "2/2", "weight": 100, "actual_share_percent": None, "verdict": "pass",
                         "hosts_per_version": {"5.1.0": 2}})
         record(action="watch", version="5.1.0", result="success", duration=2.0, details={"verdict": "pass"})
@@ -124,7 +124,7 @@ def recorded(tmp_path_factory):
         time.sleep(1)
         step = _judged_step(app2, app1, 1, 2, 50, {"5.1.0": 1, "5.2.0": 1})
         assert step["verdict"] == "fail" and step["judge"] == "fail", step["summary"]
-        record(action="canary_step", version="5.2.0", strategy="canary", result="failure", details=step)
+        record(action="canary_step", version="5.2.0", strategy="canary", result="info", details=step)
         time.sleep(1)
         errors = _prom_value(prom, 'sum(rate(meshapp_requests_total{code=~"5.."}[3s]))') or 0
         assert errors > 0, "the faulty instance's errors never reached Prometheus"
@@ -224,7 +224,7 @@ def test_good_and_rolled_back_release_reports_render_with_data(recorded):
     # the failed gate and the rollback are drawn on the charts (annotations plotly rendered into the SVG)
     svg_text = " ".join(re.findall(r'class="annotation-text[^"]*"[^>]*>(.*?)</text>', dom))
     assert "gate failed production" in svg_text and "rollback production" in svg_text, svg_text[:500]
-    assert "step 1/2 50% score 50 fail" in svg_text, svg_text[:800]
+    assert "step 1/2 50% score 50 fail" in svg_text and "canary step failed production" in svg_text, svg_text[:800]
     bad = bad_md.read_text()
     assert "Outcome: **rolled_back**" in bad and "at: Gate the canary step" in bad and "automatic; to 5.1.0" in bad
     assert "# Release v5.2.0 Retrospective" in bad and "- Rolled back in production (automatic, to 5.1.0" in bad
