@@ -6,9 +6,9 @@ real Prometheus with data, opened in headless Chromium.
 Two meshapp instances under steady traffic, scraped every second by Prometheus, all on 127.0.0.1 in ports 23000-23099
 (docs/design.md). A good release (5.1.0: canary steps, then done) and a faulty one (5.2.0: one instance answers half of
 its requests with 500, the gate fails, it is rolled back) are recorded in a hash-chained audit log as they happen;
-every canary step is judged for real (health_gate mode=compare of the canary instance
-against the stable one: score, measured share); playbooks/report.yml writes each release's page, and Chromium checks that it renders without script errors, that
-every chart shows samples, and that the rolled-back page shows the error spike, the failed gate and the rollback.
+every canary step is judged for real (health_gate mode=compare of the canary instance against the stable one: score,
+measured share); playbooks/report.yml writes each release's page, and Chromium checks that it renders without script
+errors, that every chart shows samples, and that the rolled-back page shows the error spike, the failed gate and the rollback.
 Screenshots: tests/output/report-good.png and tests/output/report-rolled-back.png.
 """
 
