@@ -144,7 +144,24 @@ options:
     type: float
     default: 75
   marginal_score:
-    description: Judge score at or above which a canary that did not pass is marginal (inconclusive, needs a human).
+    description:
+      - Judge score at or above which a canary that did not pass is marginal. A marginal judgement holds the gate
+        and judges again over a fresh interval (O(judge_rejudgements)); still marginal after the last one fails.
+        Below O(marginal_score) fails at once.
+      - The score is 100 x the mean over the judged metrics (error rate, P95 latency) of pass 1, marginal 0.5, fail 0.
     type: float
     default: 50
+  judge_rejudgements:
+    description:
+      - How often a marginal canary is judged again (each time over a fresh O(interval) x O(judge_min_samples)) before
+        it fails. V(0) fails the first marginal judgement.
+    type: int
+    default: 2
+  judge_critical:
+    description:
+      - Judged metrics (V(error_rate), V(latency)) whose failure fails the canary whatever the score (Kayenta's
+        critical metrics). The policy's absolute limits (the seed's thresholds) fail it too, without a hold.
+    type: list
+    elements: str
+    default: [error_rate]
 """

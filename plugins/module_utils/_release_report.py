@@ -37,6 +37,7 @@ from ansible_collections.meshos.release.plugins.module_utils._report_events impo
     _ordered,
     rollback_events,
 )
+from ansible_collections.meshos.release.plugins.module_utils._report_steps import draw_steps, step_info
 
 
 # name -> (title, unit, PromQL with {rate_window}); meshapp's metrics (docs/design.md), overridable per chart
@@ -84,7 +85,8 @@ def describe(entry):
     where = (" " + env) if env else ""
     extra = []
     for key, fmt in (("step", "step %s"), ("batch", "batch %s"), ("weight", "weight %s%%"),
-                     ("canary_weight", "weight %s%%"), ("verdict", "verdict %s"), ("failed_task", "at: %s"),
+                     ("canary_weight", "weight %s%%"), ("actual_share_percent", "measured share %s%%"),
+                     ("score", "score %s"), ("verdict", "verdict %s"), ("failed_task", "at: %s"),
                      ("to_version", "to %s"), ("by", "by %s"), ("reason", "%s")):
         value = details.get(key)
         if value not in (None, "", [], {}):
@@ -94,9 +96,10 @@ def describe(entry):
         label = "rollback%s%s" % (where, " FAILED" if result == "failure" else "")
         if details.get("automatic"):
             extra.insert(0, "automatic")
-    elif result in ("failure", "aborted"):
+    elif result in ("failure", "aborted") or (action in ("canary_step", "batch") and details.get("verdict") == "fail"):
         kind = "failure"
-        label = ("gate failed%s" % where) if (details.get("failed_task") or "gate" in action or details.get("gate")) \
+        label = ("%s failed%s" % (action.replace("_", " "), where)) if action in ("canary_step", "batch") else (
+            "gate failed%s" % where) if (details.get("failed_task") or "gate" in action or details.get("gate")) \
             else "%s %s%s" % (action, result, where)
     elif action == "approval":
         kind, label = "approval", "approval%s" % where
@@ -125,7 +128,8 @@ def timeline(entries):
         events.append({"seq": entry.get("seq"), "ts": entry.get("ts"), "epoch": _epoch(entry.get("ts")),
                        "kind": kind, "label": label, "text": text, "action": entry.get("action"),
                        "result": entry.get("result"), "environment": entry.get("environment"),
-                       "strategy": entry.get("strategy"), "duration": entry.get("duration")})
+                       "strategy": entry.get("strategy"), "duration": entry.get("duration"),
+                       "step_info": step_info(entry)})
     return events
 
 
@@ -213,6 +217,7 @@ def _figure(name, title, unit, item, events, span):
                                          "symbol": ["x" if e["kind"] in ("failure", "rollback") else "circle"
                                                     for e in placed]},
                                  hovertext=[e["text"] for e in placed], hoverinfo="text"))
+    draw_steps(fig, go, placed, _iso)
     if not item["series"]:
         fig.add_annotation(x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 16},
                            text="not measured: %s" % _text(str(item["reason"])[:120]))

@@ -309,10 +309,14 @@ baseline:
   type: dict
   sample: {latency_p95: 0.00475}
 judge:
-  description: Mann-Whitney U judge of O(mode=compare) (score, status, per metric U, p-value, medians, result).
+  description:
+    - Mann-Whitney U judge of O(mode=compare), the decisive C(score), C(status) (pass, fail, inconclusive), per metric
+      U, p-value, medians and result; C(judgements) (every judgement, marginal ones held), C(rejudgements),
+      C(thresholds) and C(traffic) (requests per group and the canary's measured share in percent).
   returned: when O(mode=compare)
   type: dict
-  sample: {score: 50.0, status: inconclusive, metrics: [{metric: latency, result: fail, p_value: 0.0001}]}
+  sample: {score: 50.0, status: fail, rejudgements: 2, traffic: {canary_share_percent: 24.8},
+           metrics: [{metric: latency, result: fail, p_value: 0.0001}]}
 targets:
   description: Per target health (healthy, status, error, failing_seconds) when health was polled.
   returned: always

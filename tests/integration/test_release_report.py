@@ -6,8 +6,9 @@ real Prometheus with data, opened in headless Chromium.
 Two meshapp instances under steady traffic, scraped every second by Prometheus, all on 127.0.0.1 in ports 23000-23099
 (docs/design.md). A good release (5.1.0: canary steps, then done) and a faulty one (5.2.0: one instance answers half of
 its requests with 500, the gate fails, it is rolled back) are recorded in a hash-chained audit log as they happen;
-playbooks/report.yml writes each release's page, and Chromium checks that it renders without script errors, that
-every chart shows samples, and that the rolled-back page shows the error spike, the failed gate and the rollback.
+every canary step is judged for real (health_gate mode=compare of the canary instance against the stable one: score,
+measured share); playbooks/report.yml writes each release's page, and Chromium checks that it renders without script
+errors, that every chart shows samples, and that the rolled-back page shows the error spike, the failed gate and the rollback.
 Screenshots: tests/output/report-good.png and tests/output/report-rolled-back.png.
 """
 
@@ -34,9 +35,23 @@ OUTPUT = os.path.join(ROOT, "tests", "output")
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
 from ansible_collections.meshos.release.plugins.module_utils._audit import AuditLog  # noqa: E402
+from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PADDING = 6
+
+
+def _judged_step(canary_port, stable_port, step, total, weight, versions):
+    """The details of a canary step entry as roles/deploy/tasks/step_record.yml writes them, from a real judgement:
+    health_gate mode=compare of the canary instance against the stable one for 5 s (score, measured share)."""
+    result = run_gate({"mode": "compare", "targets": ["http://127.0.0.1:%d" % canary_port],
+                       "baseline_targets": ["http://127.0.0.1:%d" % stable_port], "interval": 1, "window": 1,
+                       "duration": 5, "checks": ["health_checks", "error_rate"], "fail_fast": False})
+    judge = result["judge"]
+    return {"step": "%d/%d" % (step, total), "step_number": step, "step_total": total, "weight": weight,
+            "actual_share_percent": judge["traffic"]["canary_share_percent"], "hosts_per_version": versions,
+            "verdict": result["verdict"], "summary": result["summary"], "mode": "compare", "score": judge["score"],
+            "judge": judge["status"], "judgements": judge["judgements"], "checks": result["checks"]}
 
 
 def _prom_value(prom, query):
@@ -88,10 +103,14 @@ def recorded(tmp_path_factory):
 
         started = time.monotonic()
         record(action="deploy", version="5.1.0", strategy="canary", result="started")
-        for step, weight in ((1, 25), (2, 50), (3, 100)):
-            time.sleep(2)
-            record(action="canary_step", version="5.1.0", strategy="canary", result="success",
-                   details={"step": step, "weight": weight, "verdict": "pass"})
+        # each instance gets the same direct traffic: the canary's measured share is half, its target share 50 %
+        step = _judged_step(app2, app1, 1, 2, 50, {"5.1.0": 2})
+        assert step["verdict"] == "pass", step["summary"]
+        record(action="canary_step", version="5.1.0", strategy="canary", result="info", details=step)
+        time.sleep(2)
+        record(action="canary_step", version="5.1.0", strategy="canary", result="info",
+               details={"step": "2/2", "weight": 100, "actual_share_percent": None, "verdict": "pass",
+                        "hosts_per_version": {"5.1.0": 2}})
         record(action="watch", version="5.1.0", result="success", duration=2.0, details={"verdict": "pass"})
         record(action="deploy", version="5.1.0", strategy="canary", result="success",
                duration=round(time.monotonic() - started, 1),
@@ -102,9 +121,11 @@ def recorded(tmp_path_factory):
         record(action="deploy", version="5.2.0", strategy="canary", result="started")
         record(action="approval", version="5.2.0", result="success", details={"by": "alice", "grants": ["qa_signoff"]})
         swap(app2, faulty)
-        record(action="canary_step", version="5.2.0", strategy="canary", result="success",
-               details={"step": 1, "weight": 50})
-        time.sleep(6)
+        time.sleep(1)
+        step = _judged_step(app2, app1, 1, 2, 50, {"5.1.0": 1, "5.2.0": 1})
+        assert step["verdict"] == "fail" and step["judge"] == "fail", step["summary"]
+        record(action="canary_step", version="5.2.0", strategy="canary", result="info", details=step)
+        time.sleep(1)
         errors = _prom_value(prom, 'sum(rate(meshapp_requests_total{code=~"5.."}[3s]))') or 0
         assert errors > 0, "the faulty instance's errors never reached Prometheus"
         record(action="deploy", version="5.2.0", strategy="canary", result="failure",
@@ -192,6 +213,10 @@ def test_good_and_rolled_back_release_reports_render_with_data(recorded):
     good = good_md.read_text()
     assert "Outcome: **success**" in good and "| Error rate | prometheus:%s" % recorded["prom"] in good
     assert "weight 50%" in good and "| Deployment Downtime | 0 minutes | not measured | - |" in good
+    # the canary steps over the charts: target and measured share on the right axis, a label per step
+    assert "canary share set (%)" in dom and "canary share measured (%)" in dom
+    assert "step 1/2 50% score 100" in dom and "step 2/2 100%" in dom
+    assert re.search(r"measured share (4\d|5\d)(\.\d+)?%", good), good
 
     dom, charts = _open(recorded, bad_html, "report-rolled-back.png")
     # one of two instances answered half of its requests with 500: the spike is in the error-rate series
@@ -199,6 +224,7 @@ def test_good_and_rolled_back_release_reports_render_with_data(recorded):
     # the failed gate and the rollback are drawn on the charts (annotations plotly rendered into the SVG)
     svg_text = " ".join(re.findall(r'class="annotation-text[^"]*"[^>]*>(.*?)</text>', dom))
     assert "gate failed production" in svg_text and "rollback production" in svg_text, svg_text[:500]
+    assert "step 1/2 50% score 50 fail" in svg_text and "canary step failed production" in svg_text, svg_text[:800]
     bad = bad_md.read_text()
     assert "Outcome: **rolled_back**" in bad and "at: Gate the canary step" in bad and "automatic; to 5.1.0" in bad
     assert "# Release v5.2.0 Retrospective" in bad and "- Rolled back in production (automatic, to 5.1.0" in bad

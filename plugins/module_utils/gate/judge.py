@@ -125,8 +125,22 @@ class GateJudge:
                     value = None
                 if value is not None:
                     self.judge_samples[key][metric].append(value)
+        # the canary's actual share of the requests, measured over the same intervals as the samples
+        groups = (("targets", "canary"), ("baseline", "baseline"))
+        served = dict((key, self._group_requests(group, now, window)) for group, key in groups)
+        if None not in served.values():
+            self.judge_traffic["canary"] += served["canary"]
+            self.judge_traffic["baseline"] += served["baseline"]
+            self.judge_traffic["rounds"] += 1
 
     def _judge(self):
+        """One judgement of the canary group against the baseline group over the interval just sampled.
+
+        Per metric (Mann-Whitney U, canary greater than baseline at ``confidence``): pass (not worse), marginal
+        (worse, within ``judge_tolerance`` of the baseline median) or fail (worse beyond it); the score is 100 x the
+        mean of pass 1, marginal 0.5, fail 0. Score >= pass_score passes, >= marginal_score is marginal (held and
+        judged again, see loop.py), below fails; a failed ``judge_critical`` metric fails whatever the score.
+        """
         p = self.p
         alpha = 1.0 - float(p["confidence"])
         metrics = []
@@ -135,7 +149,8 @@ class GateJudge:
             canary = self.judge_samples["canary"][metric]
             base = self.judge_samples["baseline"][metric]
             entry = {"metric": metric, "canary_samples": len(canary), "baseline_samples": len(base),
-                     "canary_median": median(canary), "baseline_median": median(base), "p_value": None, "u": None}
+                     "canary_median": median(canary), "baseline_median": median(base), "p_value": None, "u": None,
+                     "critical": metric in p["judge_critical"]}
             if min(len(canary), len(base)) < int(p["judge_min_samples"]):
                 entry["result"] = "nodata"
                 metrics.append(entry)
@@ -155,19 +170,45 @@ class GateJudge:
                 scores.append(1.0)
             metrics.append(entry)
         score = round(100.0 * sum(scores) / len(scores), 1) if scores else None
+        critical = [m["metric"] for m in metrics if m["result"] == "fail" and m["critical"]]
         if score is None:
             status, reason = "inconclusive", "too few per-interval samples (need %d per group)" % p["judge_min_samples"]
+        elif critical:
+            status, reason = "fail", "critical metric %s worse than the baseline (score %s)" % (
+                ", ".join(critical), _fmt(score))
         elif score >= float(p["pass_score"]):
             status, reason = "pass", "score %s >= %s" % (_fmt(score), _fmt(float(p["pass_score"])))
         elif score >= float(p["marginal_score"]):
-            status, reason = "inconclusive", "marginal score %s (< %s): needs a human" % (_fmt(score), _fmt(float(p["pass_score"])))
+            status, reason = "marginal", "marginal score %s (< %s, >= %s)" % (
+                _fmt(score), _fmt(float(p["pass_score"])), _fmt(float(p["marginal_score"])))
         else:
             status, reason = "fail", "score %s < %s" % (_fmt(score), _fmt(float(p["marginal_score"])))
-        failing = [m["metric"] for m in metrics if m["result"] == "fail"]
+        failing = [m["metric"] for m in metrics if m["result"] == "fail" and m["metric"] not in critical]
         if failing:
             reason += "; worse: " + ", ".join(failing)
+        served = self.judge_traffic
+        total = served["canary"] + served["baseline"]
+        traffic = {"canary_requests": int(served["canary"]), "baseline_requests": int(served["baseline"]),
+                   "canary_share_percent": round(100.0 * served["canary"] / total, 2) if total > 0 else None,
+                   "intervals": served["rounds"]}
         return {"score": score, "status": status, "reason": reason, "metrics": metrics,
-                "confidence": float(p["confidence"])}
+                "confidence": float(p["confidence"]), "traffic": traffic}
+
+    def _final_judgement(self):
+        """The decisive judgement: marginal after every re-judgement fails (Kayenta: a held canary may not pass)."""
+        judgements = self.judgements or [self._judge()]
+        last = dict(judgements[-1])
+        rejudged = len(judgements) - 1
+        if last["status"] == "marginal":
+            last["status"] = "fail"
+            last["reason"] = "still %s after %d re-judgement(s) (judge_rejudgements %d)" % (
+                last["reason"], rejudged, int(self.p["judge_rejudgements"]))
+        last["rejudgements"] = rejudged
+        last["judgements"] = [{"score": j["score"], "status": j["status"], "reason": j["reason"], "at": j.get("at"),
+                               "traffic": j["traffic"]} for j in judgements]
+        last["thresholds"] = {"pass_score": float(self.p["pass_score"]), "marginal_score": float(self.p["marginal_score"]),
+                              "rejudgements": int(self.p["judge_rejudgements"]), "critical": list(self.p["judge_critical"])}
+        return last
 
     def _source_verdict(self, check, st):
         """Why a check's source cannot be trusted for a pass (fail closed), or None."""
@@ -234,7 +275,7 @@ class GateJudge:
             checks.append(entry)
         judge = None
         if p["mode"] == "compare":
-            judge = self._judge()
+            judge = self._final_judgement()
             checks.append({"name": "canary_judge", "metric": "mann_whitney_u", "status": judge["status"],
                            "value": judge["score"], "threshold": float(p["pass_score"]), "comparison": "ge",
                            "samples": min([m["canary_samples"] for m in judge["metrics"]] or [0]),

@@ -67,7 +67,8 @@ DEFAULTS = {
     "fail_fast": True, "concurrency": 256, "memory_limit_bytes": 1073741824,
     "requests_metric": "meshapp_requests_total", "latency_metric": "meshapp_request_duration_seconds",
     "traffic_path": "/", "confidence": 0.95, "judge_tolerance": 0.1, "judge_min_samples": 5,
-    "pass_score": 75.0, "marginal_score": 50.0, "profile": DEFAULT_PROFILE, "alerts_required": False,
+    "pass_score": 75.0, "marginal_score": 50.0, "judge_rejudgements": 2, "judge_critical": ["error_rate"],
+    "profile": DEFAULT_PROFILE, "alerts_required": False,
     "max_source_failure_ratio": 0.2, "monitoring_auth": None,
 }
 
@@ -109,7 +110,13 @@ class Gate(GateMeasure, GateJudge):
                 ("concurrency", 1, True, None, True, "connections"),
                 ("max_source_failure_ratio", 0, True, 1, False, "a fraction of a check's polls, 0.2 = 20 %")):
             p[key] = check_range(_number(p[key], key), key, low, low_incl, high, high_incl, unit)
-        for key in ("concurrency", "judge_min_samples", "memory_limit_bytes"):
+        p["judge_rejudgements"] = check_range(_number(p["judge_rejudgements"], "judge_rejudgements"),
+                                              "judge_rejudgements", 0, True, 100, True, "re-judgements")
+        bad = [m for m in p["judge_critical"] if m not in JUDGE_METRICS]
+        if bad:
+            raise PolicyError("judge_critical: %r is not a judged metric; allowed: %s"
+                              % (bad[0], ", ".join(JUDGE_METRICS)))
+        for key in ("concurrency", "judge_min_samples", "memory_limit_bytes", "judge_rejudgements"):
             p[key] = int(p[key])
         if p["marginal_score"] > p["pass_score"]:
             raise PolicyError("marginal_score: %s is out of range; allowed: marginal_score <= pass_score (%s)"
@@ -156,14 +163,20 @@ class Gate(GateMeasure, GateJudge):
         self.snaps = {"targets": [], "baseline": []}
         self.fail_since = {}
         self.health = {}
-        self.judge_samples = {"canary": dict((m, []) for m in JUDGE_METRICS),
-                              "baseline": dict((m, []) for m in JUDGE_METRICS)}
+        self.judge_samples = self._empty_judge_samples()
+        self.judge_traffic = {"canary": 0.0, "baseline": 0.0, "rounds": 0}
+        self.judgements = []
+        self.judge_from = 0.0
         self.scrape_errors = {"targets": {}, "baseline": {}}
         self.state = dict((c["name"], {"samples": 0, "breaches": 0, "consecutive": 0, "value": None,
                                        "baseline": None, "effective_threshold": None, "reason": "",
                                        "status": None, "last": None, "values": [], "polls": 0,
                                        "failed_polls": 0, "last_failed": False, "last_error": None})
                           for c in self.checks)
+
+    @staticmethod
+    def _empty_judge_samples():
+        return {"canary": dict((m, []) for m in JUDGE_METRICS), "baseline": dict((m, []) for m in JUDGE_METRICS)}
 
     def run(self):
         p = self.p
@@ -201,21 +214,41 @@ class Gate(GateMeasure, GateJudge):
             self._collect(now, need_health, need_scrape)
             for check in due:
                 self._evaluate(check, now)
-            if p["mode"] == "compare" and rounds > 0:
+            if p["mode"] == "compare" and rounds > 0 and now > self.judge_from:
                 self._judge_round(now)
             rounds += 1
             self._report_progress(active, now, end)
             if p["fail_fast"] and any(self.state[c["name"]]["status"] == "fail" for c in active):
                 stopped_early = scheduled < end
                 break
-            if scheduled >= end:
+            if scheduled >= end and not self._hold_for_rejudgement(now):
                 break
+            if scheduled >= end:
+                # marginal: the step is held and judged again over a fresh interval of per-interval samples
+                end = scheduled + p["interval"] * int(p["judge_min_samples"])
             scheduled = min(scheduled + tick, end)
             delay = start + scheduled - self.clock()
             if delay > 0:
                 self.sleep(delay)
         elapsed = self.clock() - start
         return self._result(active, skipped, rounds, elapsed, stopped_early)
+
+    def _hold_for_rejudgement(self, now):
+        """Judge the interval that just ended (compare mode); True when it was marginal and may be judged again."""
+        if self.p["mode"] != "compare" or any(st["status"] == "fail" for st in self.state.values()):
+            return False
+        judgement = self._judge()
+        judgement["at"] = round(now, 3)
+        self.judgements.append(judgement)
+        hold = judgement["status"] == "marginal" and len(self.judgements) <= int(self.p["judge_rejudgements"])
+        self._write_progress("canary judgement %d/%d: score %s (%s)%s" % (
+            len(self.judgements), int(self.p["judge_rejudgements"]) + 1, _fmt(judgement["score"]),
+            judgement["status"], ", holding the step to judge again" if hold else ""))
+        if hold:
+            self.judge_from = now
+            self.judge_samples = self._empty_judge_samples()
+            self.judge_traffic = {"canary": 0.0, "baseline": 0.0, "rounds": 0}
+        return hold
 
     def _report_progress(self, active, now, end):
         """One progress line per round for the meshos.release.progress callback (only when it asked for them)."""
@@ -231,6 +264,17 @@ class Gate(GateMeasure, GateJudge):
                 check["name"], _fmt(st["value"]) if st["value"] is not None else "-", symbol, _fmt(threshold),
                 st["status"] or "ok so far"))
         line = "gate %.0f/%.0f s: %s" % (now, end, "; ".join(parts))
+        if self.p["mode"] == "compare":
+            canary = self.judge_samples["canary"]
+            line += "; canary judge: %d/%d per-interval samples%s" % (
+                min(len(v) for v in canary.values()), int(self.p["judge_min_samples"]),
+                (", judgement %d" % (len(self.judgements) + 1)) if self.judgements else "")
+        self._write_progress(line)
+
+    def _write_progress(self, line):
+        path = os.environ.get("MESHOS_PROGRESS_FILE")
+        if not path:
+            return
         try:
             with open(path, "a") as handle:
                 handle.write(json.dumps({"line": line}) + "\n")

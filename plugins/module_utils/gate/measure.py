@@ -209,6 +209,30 @@ class GateMeasure:
             return None, "no process_cpu_seconds_total (%s)" % where
         return max(cpu), where
 
+    def _group_requests(self, group, now, window):
+        """Requests a group served over ``window`` (for the canary's actual traffic share), None when unreadable."""
+        p = self.p
+        if p["source"] == "prometheus":
+            selector = p["prometheus_selector"] if group == "targets" else p["baseline_selector"]
+            probe = {"metric": "query", "quantile": 0.95, "query": "sum(increase($requests{$selector$path}[$window]))"}
+            try:
+                values = [v for _labels, v in self.src.prom(self._template(probe, selector, window))]
+            except SourceError:
+                return None
+            values = [v for v in values if math.isfinite(v) and v >= 0]
+            return sum(values) if values else None
+        old, new = self._scrape_pair(group, now, window)
+        if old is None:
+            return None
+        total = 0.0
+        for target, after in new[1].items():
+            before = old[1].get(target)
+            if not after or not before:
+                return None
+            counted = self._requests(before)
+            total += sum(counter_delta(counted.get(k, 0.0), v) for k, v in self._requests(after).items())
+        return total
+
     def _raise_scrape_errors(self, group):
         """A target whose metrics could not be read in the newest scrape makes this poll a source failure."""
         errors = self.scrape_errors.get(group) or {}

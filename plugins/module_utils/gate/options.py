@@ -49,6 +49,8 @@ HEALTH_GATE_OPTIONS = dict(
     judge_min_samples=dict(type="int", default=5),
     pass_score=dict(type="float", default=75, no_log=False),
     marginal_score=dict(type="float", default=50),
+    judge_rejudgements=dict(type="int", default=2),
+    judge_critical=dict(type="list", elements="str", default=["error_rate"]),
     profile=dict(type="str", choices=["rollback_triggers", "post_deploy", "batch"], default="rollback_triggers"),
     alerts_required=dict(type="bool", default=False),
     max_source_failure_ratio=dict(type="float", default=0.2),
