@@ -9,8 +9,8 @@ localhost. A rolling deploy of 2.0.0 (platform from the inventory) completes and
 the gates that do not apply; a faulty 3.0.0 (``-e platform=kubernetes -e platform_options='{...}'`` with the pod label
 that the kwok stage pod-never-ready keeps unready) is reported STUCK, rolled back to 2.0.0 automatically, and the play
 fails naming the cause; then playbooks/rollback.yml returns it to the named 1.0.0. Blue-green (``web-blue`` /
-``web-green`` behind the Service ``web``): a deploy switches to green, rollback.yml switches back, a never-ready 3.0.0
-is stopped before the switch. Canary (``store`` and ``store-canary``, 25 -> 50 -> 100 by replica ratio): a deploy
+``web-green`` behind the Service ``web``): a deploy switches to green, a never-ready 3.0.0 is stopped before the
+switch and rolled back (traffic stayed on green). Canary (``store`` and ``store-canary``, 25 -> 50 -> 100 by replica ratio): a deploy
 promotes, a crash-looping 3.0.0 is aborted (all traffic back on the 4 stable replicas) and the play fails naming it.
 
 Uses the plane that MESHOS_K8S_KUBECONFIG names (the k8s stage of scripts/test.sh), else starts one on base 27060
@@ -250,21 +250,16 @@ def test_blue_green_playbook_switch_back_and_faulty_color(cluster, work):
             and e.get("strategy") == "blue-green"]
     assert len(done) == 1 and done[0]["details"]["versions"] == {"web": "2.0.0"}
 
-    # an operator's rollback: the Service goes back to blue, whose pods never left
-    back, took = playbook(work, "rollback.yml", "-e", "platform=kubernetes", "-e", options_for(work, "web"))
-    assert back.returncode == 0, back.stdout[-4000:] + back.stderr[-2000:]
-    print("rollback.yml blue-green switch back on kubernetes: %.1fs" % took)
-    assert core.read_namespaced_service("web", NAMESPACE).spec.selector["meshos.release/color"] == "blue"
-
-    # a faulty 3.0.0 into the idle green: STUCK before the switch, rolled back (traffic never left blue)
+    # a faulty 3.0.0 into the idle blue: STUCK before the switch, rolled back (traffic never left green); the
+    # switch back itself is tested through the modules (test_k8s_strategies.py), one playbook run less here
     bad, took = deploy(work, "3.0.0", *common, "-e", options_for(
         work, "web", pod_labels={"meshos.test/fault": "never-ready"}))
     line = failure_of(bad)
     print("deploy.yml faulty blue-green 3.0.0, failed and rolled back: %.1fs: %s" % (took, line))
-    assert "STUCK" in line and "traffic stayed on blue" in line and "rolled back to 1.0.0" in line
-    assert core.read_namespaced_service("web", NAMESPACE).spec.selector["meshos.release/color"] == "blue"
-    assert apps.read_namespaced_deployment("web-green", NAMESPACE).spec.replicas == 0
-    wait_until(lambda: app_images(core, "web") == {"blue meshapp:1.0.0": 2}, "only the blue pods")
+    assert "STUCK" in line and "traffic stayed on green" in line and "rolled back to 2.0.0" in line
+    assert core.read_namespaced_service("web", NAMESPACE).spec.selector["meshos.release/color"] == "green"
+    assert apps.read_namespaced_deployment("web-blue", NAMESPACE).spec.replicas == 0
+    wait_until(lambda: app_images(core, "web") == {"green meshapp:2.0.0": 2}, "only the green pods")
 
 
 def test_canary_playbook_promotes_then_aborts_faulty_canary(cluster, work):
