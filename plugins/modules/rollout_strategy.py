@@ -207,7 +207,8 @@ strategy:
   returned: success
   type: str
 active_color:
-  description: Blue-green only; the color receiving traffic afterwards.
+  description: Blue-green only; the color receiving traffic afterwards (O(platform=kubernetes), the color the Service's
+    selector names).
   returned: when strategy is blue-green
   type: str
   sample: green
@@ -269,10 +270,6 @@ diff:
   description: O(platform=kubernetes); the objects' state before and after (see the C(diff_mode) attribute).
   returned: when platform is kubernetes and the operation succeeded
   type: dict
-active_color:
-  description: Blue-green; the color the Service selects afterwards (O(platform=kubernetes), the Service's selector).
-  returned: for strategy blue-green
-  type: str
 router_weights:
   description: O(platform=kubernetes), canary with O(canary_router) C(gateway) or C(nginx); C(stable) and C(canary)
     weights as read back from the HTTPRoute or the canary Ingress after writing them.

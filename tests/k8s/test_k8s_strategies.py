@@ -151,8 +151,8 @@ def test_blue_green_switch_switch_back_and_faulty_idle(cluster, kubeconfig, tmp_
     started = time.monotonic()
     back = run_module(rollback_module, dict(back_args))
     assert not back.get("failed"), back.get("msg")
-    print("blue-green switch back to blue: %.2fs (rollback_seconds %s)" % (time.monotonic() - started,
-                                                                          back["rollback_seconds"]))
+    print("blue-green switch back to blue: %.2fs (rollback_seconds %s)"
+          % (time.monotonic() - started, back["rollback_seconds"]))
     assert back["active_color"] == "blue" and back["versions"] == {"meshapp": "1.0.0"}
     assert [s["action"] for s in back["steps"]] == ["switch_selector"]  # blue was running: no scale-up needed
     wait_until(lambda: endpoint_colors(core, "meshapp") == {"blue": 3}, "the Service's endpoints are blue again")

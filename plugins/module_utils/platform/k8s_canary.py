@@ -282,8 +282,8 @@ class CanaryDeployments:
         if current is None:
             raise ConfigError("no canary in progress for deployment %s/%s" % (self.namespace, self.stable.name))
         version, total = current["version"], current["total"]
-        diff = {"before": {"canary_percent": current["percent"]}, "after": {"canary_percent": 100,
-                                                                           self.stable.name: version}}
+        diff = {"before": {"canary_percent": current["percent"]},
+                "after": {"canary_percent": 100, self.stable.name: version}}
         if check_mode:
             return {"changed": True, "status": "planned", "diff": diff, "steps": [], "canary_action": "promote",
                     "plan": [{"target": self.stable.name, "action": "patch_template", "version": version,

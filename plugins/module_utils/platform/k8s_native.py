@@ -120,8 +120,8 @@ class KubernetesNative(NativeRollout):
             result["healthy"] = False
         if mode == "canary":
             current = self.canary.in_progress() or {}
-            result["problems"].append("canary of %s at %s%% in progress" % (current.get("version"),
-                                                                             current.get("percent")))
+            result["problems"].append("canary of %s at %s%% in progress"
+                                      % (current.get("version"), current.get("percent")))
             result["healthy"] = False
             result["canary"] = dict((k, v) for k, v in current.items() if k != "deployment")
             result["canary"]["measured_share"] = self.canary.measured_share()
