@@ -21,9 +21,11 @@ options:
         system C(ssh)/C(scp) with the target's O(targets[].ssh_host) and other C(ssh_*) facts, while traffic stays
         with HAProxy on the machine running the module (the balancer). See the C(meshos.release.platform.ssh)
         options.
-      - C(kubernetes) is one Deployment (O(deployment) in O(namespace)) rolled by its own controller; strategy
-        C(rolling) and rollback (previous revision or a named version) only, blue-green and canary fail as not
-        supported before anything changes.
+      - C(kubernetes) is one app's Deployments in O(namespace). C(rolling) sets the image of O(deployment) and its
+        controller rolls; C(blue-green) runs C(<deployment>-blue) and C(<deployment>-green) behind O(service) and
+        switches the Service's selector; C(canary) runs C(<deployment>-canary) beside O(deployment) (traffic by
+        replica ratio, or exact weights through O(canary_router)). Rollback goes back a revision, switches the
+        color back, or aborts the canary, whichever runs. See the C(meshos.release.platform.kubernetes) options.
     type: str
     choices: [hosts, kubernetes, ssh]
     default: hosts
@@ -176,7 +178,7 @@ options:
     elements: str
 """
 
-    # KUBERNETES_OPTIONS: the kubernetes backend (one Deployment rolled by its controller)
+    # KUBERNETES_OPTIONS: the kubernetes backend (one app's Deployments, its Service and routers)
     KUBERNETES = r"""
 options:
   kubeconfig:
@@ -221,6 +223,50 @@ options:
         reported as STUCK with the conditions and the new ReplicaSet's pod states.
     type: float
     default: 600.0
+  service:
+    description:
+      - The app's Service (default O(deployment)). Blue-green switches its selector's C(meshos.release/color)
+        label between C(blue) and C(green); the Service must select C(<deployment>-blue) or C(<deployment>-green)
+        once before the first blue-green deploy (the other color is created from the live one's spec). The
+        canary routers weigh it (stable) against C(<service>-canary), which is created to select the canary pods.
+      - A rollback reads which strategy runs from the cluster, in this order, a canary Deployment in progress
+        (abort), this Service selecting a color (switch back), else the Deployment's previous revision.
+    type: str
+  preview_service:
+    description:
+      - Blue-green. The Service that selects the idle color before the switch (default C(<service>-preview),
+        created with the ports of O(service)). The idle color is switched to only when every replica is a ready
+        endpoint of it within O(ready_timeout); otherwise it is scaled to 0 and traffic stays where it was.
+    type: str
+  scale_down_delay:
+    description:
+      - Blue-green. Seconds the old color keeps its pods after a switch, for an instant switch back. C(0) scales it
+        to 0 right after the switch; a negative value keeps it. The scale-down is made by the next blue-green deploy
+        or rollback on the same app once the delay has passed (it is recorded on the Deployment as the annotation
+        C(meshos.release/scale-down-at)).
+    type: float
+    default: 30.0
+  canary_router:
+    description:
+      - Canary. How traffic is split between the stable O(deployment) and C(<deployment>-canary).
+      - C(replicas), by replica ratio behind one Service, of the stable Deployment's N replicas ceil(N * percent /
+        100) run the canary and the rest stay stable (at least one each below 100); the result reports the measured
+        share of ready pods (C(measured_share)).
+      - C(gateway), a Gateway API C(HTTPRoute) (O(canary_httproute)) whose first rule's C(backendRefs) become the
+        stable and canary Services weighted C(100 - percent) and C(percent), read back after writing.
+      - C(nginx), an NGINX canary Ingress C(<canary_ingress>-canary) (the rules of O(canary_ingress) pointed at the
+        canary Service) with the annotations C(nginx.ingress.kubernetes.io/canary) and C(canary-weight), read
+        back after writing. With C(gateway) and C(nginx) the stable Deployment keeps its replicas; the stable
+        Service must select the stable pods only (label them C(meshos.release/track=stable)).
+    type: str
+    choices: [replicas, gateway, nginx]
+    default: replicas
+  canary_httproute:
+    description: Canary with O(canary_router=gateway). Name of the HTTPRoute (in O(namespace)) to weigh.
+    type: str
+  canary_ingress:
+    description: Canary with O(canary_router=nginx). Name of the app's Ingress (in O(namespace)).
+    type: str
 """
 
     # SSH_OPTIONS: the ssh backend (per-host work over the system ssh/scp)

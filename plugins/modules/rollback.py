@@ -27,6 +27,13 @@ description:
     Deployment, as C(kubectl rollout undo) does, and waits for the controller to report it complete;
     O(mode=verify_backup) checks that ReplicaSet exists with an image; O(mode=status) reports the Deployment's
     version, replicas, conditions and RV(revisions).
+  - With O(platform=kubernetes) the strategy to undo is read from the cluster, whatever O(strategy) says, a canary
+    Deployment in progress is aborted (all traffic to the stable Deployment at once, canary removed); a Service
+    (O(service)) whose selector names a color is switched back to the other color (scaled up first if it was scaled
+    down; when the live color already runs O(version), a failed idle color is scaled to 0 instead); otherwise the
+    Deployment goes back a revision. O(mode=verify_backup) checks the color to switch back to, or the stable
+    Deployment of a canary. O(mode=status) adds C(agents) (the live Deployment's pods, unhealthy when not Ready,
+    restarted or in C(CrashLoopBackOff)) and, for a canary, C(canary) (version, percent, measured share).
   - O(mode=status) reports versions per target, HAProxy state and weight, the active color, the canary share and the
     last operation. It changes nothing.
 extends_documentation_fragment:
@@ -42,7 +49,8 @@ attributes:
     details: Returns the plan in RV(plan) and changes nothing.
   diff_mode:
     support: partial
-    details: With O(platform=kubernetes), RV(diff) holds the Deployment's version and image (or revision) before and after.
+    details: With O(platform=kubernetes), RV(diff) holds the objects' state before and after (the Deployment's version
+      or revision, the Service's selected color, the canary's percent); check mode returns the changes in RV(plan).
 options:
   mode:
     description: What to do.

@@ -24,11 +24,20 @@ description:
   - Every step is recorded before/after in the environment's state file; re-running resumes an interrupted operation.
   - All input, the HAProxy socket, backends, servers and version availability are validated before anything changes.
   - Paths are local to the machine running the module (the lab, or shared storage); see O(targets).
-  - With O(platform=kubernetes) only B(rolling) runs. One patch sets the container image (O(image)) and the
+  - With O(platform=kubernetes), B(rolling) uses one patch that sets the container image (O(image)) and the
     C(meshos.release/version) label and annotation on the Deployment's pod template; the Deployment controller replaces
     the pods (its C(maxSurge)/C(maxUnavailable)) and the module waits for the Deployment's own status (observed
     generation, updated = ready = available = desired replicas). C(ProgressDeadlineExceeded) or O(rollout_timeout)
     fails the task as STUCK (RV(stuck)); M(meshos.release.rollback) then restores the previous revision.
+  - With O(platform=kubernetes), B(blue-green) writes the version into the idle one of C(<deployment>-blue) /
+    C(<deployment>-green), waits for its rollout, requires every pod Ready without restarts and every replica a ready
+    endpoint of O(preview_service), then switches the selector of O(service) in one JSON patch (O(phase=prepare) stops
+    before the switch, O(phase=switch) only switches). A faulty idle color is scaled to 0 and traffic does not move.
+    The old color keeps its pods for O(scale_down_delay) seconds.
+  - With O(platform=kubernetes), B(canary) runs C(<deployment>-canary) beside the stable Deployment; the share is
+    the replica ratio, or exact weights of an HTTPRoute or an NGINX canary Ingress (O(canary_router)), written and
+    read back (RV(router_weights)). Each step waits for the canary's pods and fails when one is not Ready, restarted
+    or in C(CrashLoopBackOff) (RV(agents)). O(canary_count), O(batch_size) and O(default_weight) do not apply.
 extends_documentation_fragment:
   - meshos.release.attributes
   - meshos.release.platform
@@ -42,7 +51,9 @@ attributes:
     details: Returns the plan (hosts, actions, weights) in RV(plan) and changes nothing.
   diff_mode:
     support: partial
-    details: With O(platform=kubernetes), RV(diff) holds the Deployment's version and image (or revision) before and after.
+    details: With O(platform=kubernetes), RV(diff) holds the objects' state before and after (rolling, the Deployment's
+      version and image; blue-green, the Service's selected color and each color's version; canary, the canary's
+      version and percent); check mode returns the object changes in RV(plan).
 options:
   version:
     description: Release version to deploy, for example C(5.1.0). Optional for O(canary_action=advance), C(promote), C(abort).
@@ -196,7 +207,8 @@ strategy:
   returned: success
   type: str
 active_color:
-  description: Blue-green only; the color receiving traffic afterwards.
+  description: Blue-green only; the color receiving traffic afterwards (O(platform=kubernetes), the color the Service's
+    selector names).
   returned: when strategy is blue-green
   type: str
   sample: green
@@ -255,8 +267,23 @@ idle_targets:
   type: list
   elements: dict
 diff:
-  description: O(platform=kubernetes); the Deployment's version and image (for a rollback, the revision) before and after.
+  description: O(platform=kubernetes); the objects' state before and after (see the C(diff_mode) attribute).
   returned: when platform is kubernetes and the operation succeeded
+  type: dict
+router_weights:
+  description: O(platform=kubernetes), canary with O(canary_router) C(gateway) or C(nginx); C(stable) and C(canary)
+    weights as read back from the HTTPRoute or the canary Ingress after writing them.
+  returned: when platform is kubernetes and strategy is canary
+  type: dict
+measured_share:
+  description: O(platform=kubernetes), canary; ready pods of each track (C(canary_ready), C(stable_ready)) and the
+    canary's share of them in percent (C(replica_share_percent)), read from the Deployments' status.
+  returned: when platform is kubernetes, strategy is canary and the canary is in progress
+  type: dict
+agents:
+  description: O(platform=kubernetes), canary; the canary's pods (desired, pods, ready, unhealthy, unhealthy_ratio,
+    unhealthy_pods); a pod is unhealthy when not Ready, in C(CrashLoopBackOff) or restarted.
+  returned: when platform is kubernetes, strategy is canary and the canary is in progress
   type: dict
 stuck:
   description:
@@ -267,15 +294,16 @@ stuck:
   type: dict
 revision:
   description: O(platform=kubernetes); the Deployment's revision afterwards.
-  returned: when platform is kubernetes
+  returned: when platform is kubernetes and strategy is rolling
   type: int
 replicas:
-  description: O(platform=kubernetes); desired, current, updated, ready, available and unavailable replicas.
-  returned: when platform is kubernetes
+  description: O(platform=kubernetes); rolling, the desired, current, updated, ready, available and unavailable
+    replicas; canary, the C(canary) and C(stable) replicas of the step.
+  returned: when platform is kubernetes and strategy is rolling
   type: dict
 conditions:
   description: O(platform=kubernetes); the Deployment's conditions (type, status, reason, message).
-  returned: when platform is kubernetes
+  returned: when platform is kubernetes and strategy is rolling
   type: list
   elements: dict
 """

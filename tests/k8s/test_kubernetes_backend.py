@@ -152,12 +152,13 @@ def test_rolling_stuck_and_rollbacks(cluster, args):
     assert status["last_operation"]["kind"] == "rollback"
 
 
-def test_unsupported_strategy_fails_before_any_change(cluster, args):
+def test_bad_canary_router_fails_before_any_change(cluster, args):
     apps = cluster[1]
     before = apps.read_namespaced_deployment("meshapp", NAMESPACE).metadata.generation
-    out = run_module(rollout_strategy, dict(args, version="4.0.0", strategy="canary"))
-    assert out.get("failed") and "does not support strategy canary" in out["msg"]
+    out = run_module(rollout_strategy, dict(args, version="4.0.0", strategy="canary", canary_router="gateway"))
+    assert out.get("failed") and "canary_router gateway needs canary_httproute" in out["msg"]
     assert apps.read_namespaced_deployment("meshapp", NAMESPACE).metadata.generation == before
+    assert not apps.list_namespaced_deployment(NAMESPACE, field_selector="metadata.name=meshapp-canary").items
 
 
 def test_unknown_deployment_is_one_line(cluster, args):

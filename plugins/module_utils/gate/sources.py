@@ -10,6 +10,7 @@
 - ``prometheus_query``: PromQL instant query over the HTTP API.
 - ``alertmanager_alerts``: active, unsilenced, uninhibited alerts from the Alertmanager API v2.
 - ``haproxy_show_stat``: ``show stat`` over the HAProxy runtime API (unix socket).
+- ``kubernetes_agents``: the unhealthy agents of a Deployment or DaemonSet from its pods' readiness.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
 from ansible_collections.meshos.release.plugins.module_utils.platform.haproxy import HAProxyClient
+from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import pod_readiness
 from ansible_collections.meshos.release.plugins.module_utils._errors import MeshosError
 from ansible_collections.meshos.release.plugins.module_utils._monitoring import request_options
 
@@ -374,3 +376,13 @@ def haproxy_show_stat(socket_path, timeout=5.0):
                           % (socket_path, text.strip().splitlines()[0] if text.strip() else "empty"))
     reader = csv.DictReader(io.StringIO(text[2:]))
     return [dict(row) for row in reader if row.get("pxname")]
+
+
+def kubernetes_agents(api, namespace, kind, name, max_restarts=0):
+    """Options: API (a ``platform.kube_api.KubeClient``), NAMESPACE, KIND (Deployment or DaemonSet), NAME,
+    MAX_RESTARTS (restarts a pod may have and still count as healthy, default 0). Returns desired, pods, ready,
+    unhealthy (not Ready, CrashLoopBackOff, more restarts, or missing) and unhealthy_ratio (``kube_api.pod_readiness``)."""
+    try:
+        return pod_readiness(api, namespace, kind, name, max_restarts=max_restarts)
+    except PlatformError as exc:
+        raise SourceError("kubernetes %s %s/%s unreadable: %s" % (kind, namespace, name, exc))

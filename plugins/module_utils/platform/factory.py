@@ -46,7 +46,9 @@ def _hosts(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand
 
 
 def _kubernetes(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:
-    """One Deployment (``kubernetes.DeploymentRollout``): the controller rolls, the fleet and router are read-only."""
+    """One app (``k8s_native.KubernetesNative``): the Deployment controller rolls, Services and routers move traffic;
+    the fleet and router read the Deployment serving users."""
+    from ansible_collections.meshos.release.plugins.module_utils.platform.k8s_native import KubernetesNative
     from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import HAS_KUBERNETES, KubeClient
     from ansible_collections.meshos.release.plugins.module_utils.platform.kubernetes import (
         DeploymentRollout,
@@ -56,19 +58,31 @@ def _kubernetes(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCo
 
     if not params.get("deployment"):
         raise ConfigError("platform kubernetes needs deployment (the Deployment's name)")
-    if need_color:
-        raise ConfigError("platform kubernetes does not support blue-green yet (supported strategies: rolling)")
     if not HAS_KUBERNETES:
         from ansible.module_utils.basic import missing_required_lib
         raise ConfigError(missing_required_lib("kubernetes"))
-    # one client per run, shared by the fleet, the router and the rollout
+    delay = params.get("scale_down_delay")
+    if delay is None:
+        delay = 30.0
+    # one client per run, shared by the fleet, the router and the rollouts
     api = KubeClient(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
                      in_cluster=bool(params.get("in_cluster")))
-    rollout = DeploymentRollout(api, params.get("namespace") or "default", params["deployment"],
-                                container=params.get("container"), image=params.get("image"),
-                                pod_labels=params.get("pod_labels"), timeout=params.get("rollout_timeout") or 600.0,
-                                interval=max(params.get("interval") or 1.0, 0.2))
-    return Platform(KubernetesFleet(rollout), KubernetesRouter(rollout), native=rollout)
+
+    def make(name: str) -> DeploymentRollout:
+        return DeploymentRollout(api, params.get("namespace") or "default", name, container=params.get("container"),
+                                 image=params.get("image"), pod_labels=params.get("pod_labels"),
+                                 timeout=params.get("rollout_timeout") or 600.0,
+                                 interval=max(params.get("interval") or 1.0, 0.2))
+
+    native = KubernetesNative(api, make, params["deployment"], params.get("service") or params["deployment"],
+                              preview_service=params.get("preview_service"), scale_down_delay=delay,
+                              ready_timeout=params.get("ready_timeout") or 60.0,
+                              canary_router=params.get("canary_router") or "replicas",
+                              canary_httproute=params.get("canary_httproute"),
+                              canary_ingress=params.get("canary_ingress"))
+    rollout = native.rolling_rollout
+    return Platform(KubernetesFleet(rollout, live=native.live), KubernetesRouter(rollout, live=native.live),
+                    native=native)
 
 
 def _ssh(params: t.Dict[str, t.Any], need_color: bool, run_command: RunCommand) -> Platform:

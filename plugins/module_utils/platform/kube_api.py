@@ -81,6 +81,8 @@ class KubeClient:
         self.api_client = api_client
         self.apps = _k8s_client.AppsV1Api(api_client)
         self.core = _k8s_client.CoreV1Api(api_client)
+        self.networking = _k8s_client.NetworkingV1Api(api_client)
+        self.custom = _k8s_client.CustomObjectsApi(api_client)
 
     def _call(self, what: str, func: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
@@ -103,6 +105,58 @@ class KubeClient:
     def list_replica_sets(self, namespace: str, selector: str) -> t.List[t.Dict[str, t.Any]]:
         return self._call("list replicasets in %s" % namespace, self.apps.list_namespaced_replica_set, namespace,
                           label_selector=selector).get("items") or []
+
+    def create_deployment(self, namespace: str, body: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+        name = _get(body, "metadata", "name")
+        return self._call("create deployment %s/%s" % (namespace, name), self.apps.create_namespaced_deployment,
+                          namespace, body)
+
+    def read_daemon_set(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("read daemonset %s/%s" % (namespace, name), self.apps.read_namespaced_daemon_set,
+                          name, namespace)
+
+    def delete_deployment(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("delete deployment %s/%s" % (namespace, name), self.apps.delete_namespaced_deployment,
+                          name, namespace)
+
+    def read_service(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("read service %s/%s" % (namespace, name), self.core.read_namespaced_service, name, namespace)
+
+    def create_service(self, namespace: str, body: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+        name = _get(body, "metadata", "name")
+        return self._call("create service %s/%s" % (namespace, name), self.core.create_namespaced_service,
+                          namespace, body)
+
+    def patch_service(self, namespace: str, name: str, body: t.Any) -> t.Dict[str, t.Any]:
+        # a JSON patch replaces the whole selector in one write: the switch between colors is atomic
+        return self._call("patch service %s/%s" % (namespace, name), self.core.patch_namespaced_service,
+                          name, namespace, body, _content_type="application/json-patch+json")
+
+    def read_endpoints(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("read endpoints %s/%s" % (namespace, name), self.core.read_namespaced_endpoints,
+                          name, namespace)
+
+    def read_ingress(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("read ingress %s/%s" % (namespace, name), self.networking.read_namespaced_ingress,
+                          name, namespace)
+
+    def create_ingress(self, namespace: str, body: t.Dict[str, t.Any]) -> t.Dict[str, t.Any]:
+        name = _get(body, "metadata", "name")
+        return self._call("create ingress %s/%s" % (namespace, name), self.networking.create_namespaced_ingress,
+                          namespace, body)
+
+    def patch_ingress(self, namespace: str, name: str, body: t.Any) -> t.Dict[str, t.Any]:
+        return self._call("patch ingress %s/%s" % (namespace, name), self.networking.patch_namespaced_ingress,
+                          name, namespace, body)
+
+    def read_httproute(self, namespace: str, name: str) -> t.Dict[str, t.Any]:
+        return self._call("read httproute %s/%s" % (namespace, name), self.custom.get_namespaced_custom_object,
+                          "gateway.networking.k8s.io", "v1", namespace, "httproutes", name)
+
+    def patch_httproute(self, namespace: str, name: str, body: t.Any) -> t.Dict[str, t.Any]:
+        return self._call("patch httproute %s/%s" % (namespace, name), self.custom.patch_namespaced_custom_object,
+                          "gateway.networking.k8s.io", "v1", namespace, "httproutes", name, body,
+                          _content_type="application/json-patch+json")
 
     def list_pods(self, namespace: str, selector: str) -> t.List[t.Dict[str, t.Any]]:
         return self._call("list pods in %s" % namespace, self.core.list_namespaced_pod, namespace,
@@ -180,3 +234,33 @@ def _pod_text(state: t.Dict[str, t.Any]) -> str:
     if state["terminating"]:
         words.append("terminating")
     return "%s %s" % (state["name"], " ".join(words))
+
+
+def pod_readiness(api: t.Any, namespace: str, kind: str, name: str, max_restarts: int = 0) -> t.Dict[str, t.Any]:
+    """The agents of a Deployment or DaemonSet from its pods: a pod is unhealthy when it is not Ready, waits in
+    CrashLoopBackOff, or restarted more than MAX_RESTARTS times; a desired pod that does not exist counts as unhealthy.
+    A Deployment's pods are those of the ReplicaSets it owns (a canary beside it, matching its selector, is not)."""
+    if kind not in ("Deployment", "DaemonSet"):
+        raise ConfigError("invalid kind %r: expected Deployment or DaemonSet" % (kind,))
+    obj = api.read_deployment(namespace, name) if kind == "Deployment" else api.read_daemon_set(namespace, name)
+    labels = _get(obj, "spec", "selector", "matchLabels", default={})
+    selector = ",".join("%s=%s" % kv for kv in sorted(labels.items()))
+    pods = api.list_pods(namespace, selector)
+    if kind == "Deployment":
+        desired = int(_get(obj, "spec", "replicas", default=1))
+        uid = _get(obj, "metadata", "uid")
+        hashes = set(_get(rs, "metadata", "labels", HASH_LABEL) for rs in api.list_replica_sets(namespace, selector)
+                     if [o for o in _get(rs, "metadata", "ownerReferences", default=[]) if o.get("uid") == uid])
+        pods = [p for p in pods if _get(p, "metadata", "labels", HASH_LABEL) in hashes]
+    else:
+        desired = int(_get(obj, "status", "desiredNumberScheduled", default=0))
+    states = [_pod_state(p) for p in pods]
+    states = [s for s in states if not s["terminating"]]
+    unhealthy = [s for s in states if not s["ready"] or "CrashLoopBackOff" in s["waiting"]
+                 or s["restarts"] > max_restarts]
+    missing = max(desired - len(states), 0)
+    total = max(desired, len(states))
+    return {"kind": kind, "name": "%s/%s" % (namespace, name), "desired": desired, "pods": len(states),
+            "ready": len([s for s in states if s["ready"]]), "unhealthy": len(unhealthy) + missing,
+            "unhealthy_ratio": round((len(unhealthy) + missing) / float(total), 4) if total else 0.0,
+            "unhealthy_pods": [_pod_text(s) for s in unhealthy], "missing": missing}

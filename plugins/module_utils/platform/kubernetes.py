@@ -14,7 +14,9 @@
   or the newest one carrying the named version) is written back as the Deployment's template, as ``kubectl rollout
   undo`` does.
 
-Traffic (Service selectors, weights) is not handled yet: ``KubernetesRouter`` declares no capability.
+Blue-green and canary are ``k8s_bluegreen.py`` / ``k8s_canary.py`` (Service selectors, replica ratios, router
+weights), bundled with this rolling update by ``k8s_native.KubernetesNative``; ``KubernetesRouter`` declares no
+per-target capability (the strategies move traffic through Kubernetes objects, not target by target).
 """
 
 from __future__ import annotations
@@ -312,39 +314,45 @@ class DeploymentRollout(NativeRollout):
 
 
 class KubernetesFleet(Fleet):
-    """The Deployment as the fleet's single target; per-target install/activate are the controller's job."""
+    """The app as the fleet's single target (named after ``rollout``); LIVE gives the Deployment serving users (the
+    active color's under blue-green). Per-target install/activate are the controller's job."""
 
-    def __init__(self, rollout: DeploymentRollout) -> None:
+    def __init__(self, rollout: DeploymentRollout, live: t.Optional[t.Callable[[], DeploymentRollout]] = None) -> None:
         self.rollout = rollout
+        self.live = live or (lambda: rollout)
 
     def instances(self) -> t.List[Target]:
         return [Target(self.rollout.name, backend=self.rollout.namespace, extra={"kind": "Deployment"})]
 
     def current_version(self, target: Target) -> t.Optional[str]:
-        dep = self.rollout.read()
-        return template_version(_get(dep, "spec", "template", default={}), self.rollout.container_name(dep))
+        live = self.live()
+        dep = live.read()
+        return template_version(_get(dep, "spec", "template", default={}), live.container_name(dep))
 
     def installed_versions(self, target: Target) -> t.List[str]:
         """Versions of the revisions the Deployment keeps (revisionHistoryLimit), oldest revision first."""
-        return [str(r["version"]) for r in self.rollout.revisions(self.rollout.read())]
+        live = self.live()
+        return [str(r["version"]) for r in live.revisions(live.read())]
 
     def wait_ready(self, target: Target, timeout: float) -> None:
-        self.rollout.wait(str(self.current_version(target)))
+        self.live().wait(str(self.current_version(target)))
 
 
 class KubernetesRouter(TrafficRouter):
-    """No traffic capability yet: Services send traffic to Ready pods; weights and color switches come later."""
+    """No per-target capability: Services send traffic to Ready pods; blue-green and canary move it through Service
+    selectors, replica ratios and router objects (``k8s_native.KubernetesNative``), not target by target."""
 
     capabilities = frozenset()
 
-    def __init__(self, rollout: DeploymentRollout) -> None:
+    def __init__(self, rollout: DeploymentRollout, live: t.Optional[t.Callable[[], DeploymentRollout]] = None) -> None:
         self.rollout = rollout
+        self.live = live or (lambda: rollout)
 
     def check(self) -> None:
-        self.rollout.read()
+        self.live().read()
 
     def refresh(self, targets: t.List[Target]) -> None:
-        dep = self.rollout.read()
+        dep = self.live().read()
         for target in targets:
             target.state = "ready" if rollout_complete(dep) else "down"
             target.weight = _replica_counts(dep)["ready"]

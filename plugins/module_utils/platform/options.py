@@ -78,7 +78,7 @@ SSH_OPTIONS = dict(
 )  # type: t.Dict[str, t.Any]
 
 
-# the kubernetes backend: one Deployment, rolled by its own controller
+# the kubernetes backend: one app's Deployments (rolling, blue-green colors, canary), its Service and routers
 KUBERNETES_OPTIONS = dict(
     kubeconfig=dict(type="path"),
     context=dict(type="str"),
@@ -89,6 +89,12 @@ KUBERNETES_OPTIONS = dict(
     image=dict(type="str"),
     pod_labels=dict(type="dict"),
     rollout_timeout=dict(type="float", default=600.0),
+    service=dict(type="str"),
+    preview_service=dict(type="str"),
+    scale_down_delay=dict(type="float", default=30.0),
+    canary_router=dict(type="str", choices=["replicas", "gateway", "nginx"], default="replicas"),
+    canary_httproute=dict(type="str"),
+    canary_ingress=dict(type="str"),
 )  # type: t.Dict[str, t.Any]
 
 HOSTS_REQUIRED_IF = [("platform", "hosts", ("haproxy_socket", "targets"))]

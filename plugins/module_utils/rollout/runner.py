@@ -26,7 +26,12 @@ from ansible_collections.meshos.release.plugins.module_utils.platform.options im
 from ansible_collections.meshos.release.plugins.module_utils.platform.releases import check_version
 from ansible_collections.meshos.release.plugins.module_utils.rollout.blue_green import BlueGreenMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.canary import CanaryMixin
-from ansible_collections.meshos.release.plugins.module_utils.rollout.common import RolloutFailed, parse_batch_size
+from ansible_collections.meshos.release.plugins.module_utils.rollout.common import (
+    DEFAULT_STEPS,
+    RolloutFailed,
+    parse_batch_size,
+    validate_canary,
+)
 from ansible_collections.meshos.release.plugins.module_utils.rollout.core import RunnerCore
 from ansible_collections.meshos.release.plugins.module_utils.rollout.native import NativeMixin, check_native_strategy
 from ansible_collections.meshos.release.plugins.module_utils.rollout.restore import RestoreMixin
@@ -38,19 +43,32 @@ from ansible_collections.meshos.release.plugins.module_utils.rollout.state impor
 class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreMixin, NativeMixin, RunnerCore):
     """Strategies and rollback over ``platform.fleet`` and ``platform.router`` (``platform/base.py``).
 
-    With ``platform.native`` (a backend whose controller rolls by itself) rolling, rollback and verify_backup go to
-    it (``native.py``); every other strategy was refused by ``build_runner``.
+    With ``platform.native`` (a backend whose controller rolls by itself) rolling, blue-green, canary, rollback and
+    verify_backup go to it (``native.py``); a strategy it does not name was refused by ``build_runner``.
     """
 
     def rolling(self, version: str, *args: t.Any, **kwargs: t.Any) -> t.Dict[str, t.Any]:
         if self.p.native is not None:
-            artifact = kwargs.get("artifact", args[0] if args else None)
-            if artifact:
-                # an image deploy: silently ignoring a tarball would report a release that never shipped
-                raise ConfigError("artifact %s is for platform hosts: platform kubernetes deploys the image of the "
-                                  "version (option image)" % artifact)
+            _refuse_artifact(kwargs.get("artifact", args[0] if args else None))
             return self.native_rolling(check_version(version))
         return RollingMixin.rolling(self, version, *args, **kwargs)
+
+    def blue_green(self, version: str, *args: t.Any, **kwargs: t.Any) -> t.Dict[str, t.Any]:
+        if self.p.native is not None:
+            _refuse_artifact(kwargs.get("artifact", args[0] if args else None))
+            return self.native_blue_green(check_version(version), kwargs.get("phase", args[4] if len(args) > 4
+                                                                             else "full"))
+        return BlueGreenMixin.blue_green(self, version, *args, **kwargs)
+
+    def canary(self, action: str, version: t.Optional[str], *args: t.Any, **kwargs: t.Any) -> t.Dict[str, t.Any]:
+        if self.p.native is not None:
+            _refuse_artifact(kwargs.get("artifact", args[0] if args else None))
+            initial = kwargs.get("initial_traffic", args[2] if len(args) > 2 else 5)
+            steps = kwargs.get("steps", args[3] if len(args) > 3 else None)
+            validate_canary(initial, list(steps or DEFAULT_STEPS))
+            return self.native_canary(action, check_version(version) if version else None, initial,
+                                      list(steps or DEFAULT_STEPS))
+        return CanaryMixin.canary(self, action, version, *args, **kwargs)
 
     def rollback(self, strategy: t.Optional[str], version: t.Optional[str], *args: t.Any, **kwargs: t.Any
                  ) -> t.Dict[str, t.Any]:
@@ -64,6 +82,13 @@ class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreM
         return RollbackMixin.verify_backup(self, version, retention)
 
 
+def _refuse_artifact(artifact: t.Optional[str]) -> None:
+    if artifact:
+        # an image deploy: silently ignoring a tarball would report a release that never shipped
+        raise ConfigError("artifact %s is for platform hosts: platform kubernetes deploys the image of the "
+                          "version (option image)" % artifact)
+
+
 def status(platform: Platform, store: StateStore) -> t.Dict[str, t.Any]:
     """Versions, HAProxy states and weights; ``healthy`` only when nothing is off (no canary weights left)."""
     if platform.native is not None:
@@ -72,7 +97,8 @@ def status(platform: Platform, store: StateStore) -> t.Dict[str, t.Any]:
         if op.get("status") == "failed":
             result["problems"].append("last %s of %s failed" % (op.get("kind"), op.get("version")))
             result["healthy"] = False
-        result.update(operation=dict((k, v) for k, v in op.items() if k != "steps"), active_color=None,
+        result.update(operation=dict((k, v) for k, v in op.items() if k != "steps"),
+                      active_color=result.get("active_color"),
                       canary_percent=None, normal_weights={}, last_operation=store.data.get("last_operation"),
                       state_file=store.path, targets=[tg.as_dict() for tg in platform.targets()])
         return result

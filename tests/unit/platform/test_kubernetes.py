@@ -66,6 +66,10 @@ class FakeApi:
                           "spec": {"replicas": replicas, "template": tpl}, "status": {"readyReplicas": replicas}})
 
     # -- the KubeClient interface
+    def read_service(self, namespace, name):
+        # no Service: the app runs neither blue-green nor a canary (k8s_native.KubernetesNative.mode)
+        raise NotFoundError("Kubernetes API error on read service %s/%s: 404 Not Found" % (namespace, name))
+
     def read_deployment(self, namespace, name):
         if name != "meshapp":
             raise NotFoundError("Kubernetes API error on read deployment %s/%s: 404 Not Found" % (namespace, name))
@@ -92,6 +96,12 @@ class FakeApi:
         return copy.deepcopy(self.sets)
 
     def list_pods(self, namespace, selector):
+        if selector == "app=meshapp" and selector not in self.pods:
+            # the app's pods (kube_api.pod_readiness): the ready replicas of the current revision's ReplicaSet
+            rev = self.dep["metadata"]["annotations"][kube.REVISION_KEY]
+            return [{"metadata": {"name": "meshapp-h%s-%d" % (rev, i), "labels": {kube.HASH_LABEL: "h%s" % rev}},
+                     "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+                    for i in range(int(self.dep["status"].get("readyReplicas") or 0))]
         return copy.deepcopy(self.pods.get(selector, []))
 
     # -- controller behaviours
@@ -318,12 +328,13 @@ def test_factory_builds_one_client_per_run(tmp_path, fake_cluster):
     api, built = fake_cluster
     platform = factory.build_platform(params(tmp_path, kubeconfig="/k/config", context="lab"))
     assert built == [{"kubeconfig": "/k/config", "context": "lab", "in_cluster": False}]
-    assert platform.native.api is api and platform.fleet.rollout is platform.native is platform.router.rollout
+    assert platform.native.api is api
+    assert platform.fleet.rollout is platform.native.rolling_rollout is platform.router.rollout
 
 
 @pytest.mark.parametrize("kw, need_color, message", [
     (dict(deployment=None), False, "platform kubernetes needs deployment"),
-    ({}, True, "platform kubernetes does not support blue-green yet"),
+    (dict(canary_router="gateway"), False, "canary_router gateway needs canary_httproute"),
     (dict(platform="nomad"), False, "invalid platform 'nomad': expected one of hosts, kubernetes"),
 ])
 def test_factory_refuses(tmp_path, fake_cluster, kw, need_color, message):
@@ -338,11 +349,8 @@ def test_missing_library_is_reported_with_missing_required_lib(tmp_path, monkeyp
         factory.build_platform(params(tmp_path))
 
 
-def test_runner_records_the_operation_and_refuses_other_strategies(tmp_path, fake_cluster):
+def test_runner_records_the_operation_and_refuses_an_artifact(tmp_path, fake_cluster):
     api = fake_cluster[0]
-    with pytest.raises(NotSupported, match=r"platform kubernetes does not support strategy canary yet "
-                                           r"\(supported: rolling\)"):
-        runner_mod.build_runner(params(tmp_path, strategy="canary"), False)
     runner = runner_mod.build_runner(params(tmp_path, version="3.0.0"), False)
     with pytest.raises(ConfigError, match="artifact /a.tgz is for platform hosts"):
         runner.rolling("3.0.0", "/a.tgz")
@@ -372,3 +380,37 @@ def test_a_refused_rollback_records_nothing(tmp_path, fake_cluster):
         runner.rollback(None, "7.0.0")
     assert fake_cluster[0].patches == []
     assert "operation" not in runner.store.data
+
+
+def _pod(name, hash_, ready=True, restarts=0, waiting=None, terminating=False):
+    status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+              "containerStatuses": [{"restartCount": restarts,
+                                     "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}]}
+    meta = {"name": name, "labels": {kube.HASH_LABEL: hash_}}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "status": status}
+
+
+def test_pod_readiness_counts_restarts_crash_loops_and_missing_pods_as_unhealthy():
+    from ansible_collections.meshos.release.plugins.module_utils.gate import sources
+
+    api = FakeApi()
+    api.pods["app=meshapp"] = [
+        _pod("ok", "h2"), _pod("restarted", "h2", restarts=2),
+        _pod("crashing", "h2", ready=False, restarts=5, waiting="CrashLoopBackOff"),
+        _pod("gone", "h2", terminating=True),
+        _pod("canary", "other-owner"),  # a pod of a Deployment beside it (same labels, ReplicaSet not owned)
+    ]
+    agents = sources.kubernetes_agents(api, "mesh", "Deployment", "meshapp")
+    assert (agents["desired"], agents["pods"], agents["ready"]) == (3, 3, 2)
+    assert agents["unhealthy"] == 2 and agents["unhealthy_ratio"] == round(2 / 3.0, 4)
+    assert [p.split()[0] for p in agents["unhealthy_pods"]] == ["restarted", "crashing"]
+    assert "CrashLoopBackOff" in agents["unhealthy_pods"][1]
+    assert sources.kubernetes_agents(api, "mesh", "Deployment", "meshapp", max_restarts=2)["unhealthy"] == 1
+    api.pods["app=meshapp"] = [_pod("ok", "h2")]
+    assert sources.kubernetes_agents(api, "mesh", "Deployment", "meshapp")["unhealthy"] == 2  # two missing
+    with pytest.raises(sources.SourceError, match="kubernetes Deployment mesh/absent unreadable: .*404"):
+        sources.kubernetes_agents(api, "mesh", "Deployment", "absent")
+    with pytest.raises(sources.SourceError, match="invalid kind 'StatefulSet': expected Deployment or DaemonSet"):
+        sources.kubernetes_agents(api, "mesh", "StatefulSet", "meshapp")
