@@ -26,7 +26,7 @@ description:
   - A keyed log verified without the key is reported as not verifiable (RV(valid=false)), never as valid; an
     append to a keyed log without the key is refused.
   - With O(state_backend=kubernetes) the log lives in the cluster, in O(namespace), named after O(path)'s file name
-    without its extension (C(audit) when O(path) is not set): entry N is the immutable ConfigMap
+    without its extension (C(audit) when O(path) is not set); entry N is the immutable ConfigMap
     C(meshos-audit-<name>-<N>) holding exactly the line the file would hold, C(meshos-audit-<name>-head) is the head.
     Two runners appending at once cannot fork the chain (creating entry N succeeds for one, the other re-reads and
     appends N+1); V(verify), V(query) and the HMAC rules are the same as for the file.

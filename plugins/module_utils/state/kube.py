@@ -24,7 +24,7 @@ import json
 import re
 
 from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import ApiException, _api_error
-from ansible_collections.meshos.release.plugins.module_utils.state.store import LockedError, StateError, parse_iso
+from ansible_collections.meshos.release.plugins.module_utils.state.store import LockedError, StateError, iso, parse_iso
 
 try:
     from kubernetes import client as _k8s_client
@@ -39,6 +39,10 @@ _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
 
 class Conflict(StateError):
     """The object changed (or appeared) between our read and our write."""
+
+
+class Missing(StateError):
+    """The object (or its namespace) does not exist."""
 
 
 def slug(name):
@@ -56,7 +60,7 @@ def _micro_time(text):
 
 
 class KubeCalls:
-    """The official client's core/v1 and coordination/v1 calls as plain dicts; 404 -> None, 409 -> Conflict, every
+    """The official client's core/v1 and coordination/v1 calls as plain dicts; 404 -> Missing, 409 -> Conflict, every
     other API error a one-line StateError (the same wording as the kubernetes platform)."""
 
     def __init__(self, kube_client):
@@ -64,12 +68,19 @@ class KubeCalls:
         self.core = _k8s_client.CoreV1Api(self.api_client)
         self.coordination = _k8s_client.CoordinationV1Api(self.api_client)
 
+    def read(self, what, func, *args, **kwargs):
+        """A call whose 404 means "not there": None."""
+        try:
+            return self.call(what, func, *args, **kwargs)
+        except Missing:
+            return None
+
     def call(self, what, func, *args, **kwargs):
         try:
             obj = func(*args, **kwargs)
         except ApiException as exc:
             if exc.status == 404:
-                return None
+                raise Missing(str(_api_error(what, exc)))
             if exc.status == 409:
                 raise Conflict("%s: changed by another runner meanwhile (409 Conflict)" % what)
             raise StateError(str(_api_error(what, exc)))
@@ -115,7 +126,7 @@ class KubernetesBackend:
         if section == "lock":
             return self._read_lock(environment)
         name = self.state_name(environment)
-        obj = self.calls.call("read configmap %s/%s" % (self.namespace, name),
+        obj = self.calls.read("read configmap %s/%s" % (self.namespace, name),
                               self.calls.core.read_namespaced_config_map, name, self.namespace)
         text = ((obj or {}).get("data") or {}).get(section)
         if text is None:
@@ -134,7 +145,7 @@ class KubernetesBackend:
         name = self.state_name(environment)
         text = json.dumps(data, sort_keys=True)
         what = "write %s" % self.where(environment, section)
-        patched = self.calls.call(what, self.calls.core.patch_namespaced_config_map, name, self.namespace,
+        patched = self.calls.read(what, self.calls.core.patch_namespaced_config_map, name, self.namespace,
                                   {"data": {section: text}}, _content_type="application/merge-patch+json")
         if patched is None:  # not there yet
             body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": self._meta(environment, name),
@@ -152,14 +163,14 @@ class KubernetesBackend:
         name = self.lease_name(environment)
         version = self._lease_versions.get(environment)
         options = {"preconditions": {"resourceVersion": version}} if version else {}
-        self.calls.call("delete %s" % self.where(environment, "lock"), self.calls.coordination.delete_namespaced_lease,
+        self.calls.read("delete %s" % self.where(environment, "lock"), self.calls.coordination.delete_namespaced_lease,
                         name, self.namespace, body=options)
         self._lease_versions.pop(environment, None)
 
     # -- the Lease -------------------------------------------------------------------------
     def _read_lock(self, environment):
         name = self.lease_name(environment)
-        obj = self.calls.call("read %s" % self.where(environment, "lock"),
+        obj = self.calls.read("read %s" % self.where(environment, "lock"),
                               self.calls.coordination.read_namespaced_lease, name, self.namespace)
         if obj is None:
             self._lease_versions.pop(environment, None)
@@ -178,7 +189,8 @@ class KubernetesBackend:
         # the Lease's own fields win: they are what other Lease readers see and change
         lock["holder"] = spec.get("holderIdentity")
         if lock.get("since") is None:
-            lock["since"] = str(spec.get("acquireTime") or spec.get("renewTime") or "").split(".")[0] + "Z"
+            since = parse_iso(spec.get("acquireTime") or spec.get("renewTime") or "")
+            lock["since"] = iso(since.replace(microsecond=0)) if since else None
         if spec.get("leaseDurationSeconds") is not None:
             lock["ttl"] = spec.get("leaseDurationSeconds")
         return lock

@@ -21,7 +21,7 @@ import time
 
 from ansible_collections.meshos.release.plugins.module_utils._audit import AuditLog
 from ansible_collections.meshos.release.plugins.module_utils._audit_chain import AuditError
-from ansible_collections.meshos.release.plugins.module_utils.state.kube import PART_LABEL, Conflict, slug
+from ansible_collections.meshos.release.plugins.module_utils.state.kube import PART_LABEL, Conflict, Missing, slug
 from ansible_collections.meshos.release.plugins.module_utils.state.store import StateError
 
 LOG_LABEL = "meshos.release/audit-log"
@@ -49,6 +49,7 @@ class ClusterAuditLog(AuditLog):
         self._head_version = None
 
     def _call(self, what, func, *args, **kwargs):
+        """A call with API errors as AuditError (Conflict passes: append handles it)."""
         try:
             return self.calls.call(what, func, *args, **kwargs)
         except Conflict:
@@ -56,12 +57,21 @@ class ClusterAuditLog(AuditLog):
         except StateError as exc:
             raise AuditError(str(exc))
 
+    def _read(self, what, func, *args, **kwargs):
+        """A read: None when the object is not there."""
+        try:
+            return self._call(what, func, *args, **kwargs)
+        except AuditError as exc:
+            if isinstance(exc.__context__, Missing):
+                return None
+            raise
+
     def _labels(self, role):
         return {PART_LABEL: "meshos-release", LOG_LABEL: self.name, "meshos.release/audit-role": role}
 
     # -- storage the file log's verify/query/_tail read through ----------------------------------
     def _lines(self):
-        listed = self._call("list %s" % self.path, self.calls.core.list_namespaced_config_map, self.namespace,
+        listed = self._read("list %s" % self.path, self.calls.core.list_namespaced_config_map, self.namespace,
                             label_selector="%s=%s,meshos.release/audit-role=entry" % (LOG_LABEL, self.name)) or {}
         found = []
         for obj in listed.get("items") or []:
@@ -75,7 +85,7 @@ class ClusterAuditLog(AuditLog):
         return False  # an object is written whole or not at all
 
     def _read_head(self):
-        obj = self._call("read %s" % self.head_path, self.calls.core.read_namespaced_config_map,
+        obj = self._read("read %s" % self.head_path, self.calls.core.read_namespaced_config_map,
                          self.prefix + "head", self.namespace)
         if obj is None:
             self._head_version = None
