@@ -220,3 +220,31 @@ def test_api_errors_are_one_line(runner, tmp_path):
                                           "values": {"a": 1}})
     assert missing_ns.get("failed") is True and "\n" not in missing_ns["msg"]
     assert "404" in missing_ns["msg"] and "no-such-namespace" in missing_ns["msg"]
+
+
+
+def test_rollout_module_keeps_its_operation_in_the_cluster(api, kubeconfig, runner, tmp_path):
+    """rollback mode=status (platform kubernetes, state_backend kubernetes) reads the operation section another
+    runner wrote into the cluster; its state_dir is not used."""
+    from ansible_collections.meshos.release.plugins.module_utils.state.backend import build_backend
+    from ansible_collections.meshos.release.plugins.module_utils.state.store import StateStore
+    k = kubernetes.client
+    apps = k.AppsV1Api(kubernetes.config.new_client_from_config(config_file=kubeconfig))
+    labels = {"app": "statusapp"}
+    apps.create_namespaced_deployment(NAMESPACE, k.V1Deployment(
+        metadata=k.V1ObjectMeta(name="statusapp", labels=labels),
+        spec=k.V1DeploymentSpec(replicas=0, selector=k.V1LabelSelector(match_labels=labels),
+                                template=k.V1PodTemplateSpec(
+                                    metadata=k.V1ObjectMeta(labels=dict(labels, **{"meshos.release/version": "4.2.0"})),
+                                    spec=k.V1PodSpec(containers=[k.V1Container(name="app", image="meshapp:4.2.0")])))))
+    params = {"state_backend": "kubernetes", "kubeconfig": kubeconfig, "namespace": NAMESPACE}
+    record = StateStore(build_backend(params, None), "statusenv")
+    record.begin("deploy", "rolling", "4.2.0", [], {})
+    record.finish("complete", {"versions": {}})
+    unused = tmp_path / "unused"
+    status = runner("rollback", {"mode": "status", "platform": "kubernetes", "deployment": "statusapp",
+                                 "environment": "statusenv", "state_dir": str(unused)})
+    assert status.get("failed") is not True, status.get("msg")
+    assert status["state_file"] == "configmap %s/meshos-state-statusenv key operation" % NAMESPACE
+    assert status["last_operation"]["version"] == "4.2.0" and status["last_operation"]["status"] == "complete"
+    assert not unused.exists()

@@ -35,6 +35,9 @@ def state_backend_options():
 
 
 def kube_client(params):
+    if not HAS_KUBERNETES:
+        from ansible.module_utils.basic import missing_required_lib
+        raise StateError(missing_required_lib("kubernetes"))
     try:
         return KubeClient(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
                           in_cluster=bool(params.get("in_cluster")))
