@@ -222,7 +222,6 @@ def test_api_errors_are_one_line(runner, tmp_path):
     assert "404" in missing_ns["msg"] and "no-such-namespace" in missing_ns["msg"]
 
 
-
 def test_rollout_module_keeps_its_operation_in_the_cluster(api, kubeconfig, runner, tmp_path):
     """rollback mode=status (platform kubernetes, state_backend kubernetes) reads the operation section another
     runner wrote into the cluster; its state_dir is not used."""
