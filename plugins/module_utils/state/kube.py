@@ -54,9 +54,15 @@ def slug(name):
 
 
 def _micro_time(text):
-    """RFC 3339 with microseconds, as Lease's MicroTime fields want."""
+    """RFC 3339 with microseconds, as Lease's MicroTime fields want.
+
+    The Python client re-serializes time strings through ``datetime.isoformat()``, which drops a zero fraction, and
+    the API server refuses a MicroTime without one: the fraction is kept non-zero (1 microsecond)."""
     parsed = parse_iso(text) or datetime.datetime.now(datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    parsed = parsed.astimezone(datetime.timezone.utc)
+    if not parsed.microsecond:
+        parsed = parsed.replace(microsecond=1)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class KubeCalls:
