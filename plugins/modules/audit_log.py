@@ -203,9 +203,8 @@ from ansible_collections.meshos.release.plugins.module_utils._audit import RESUL
 from ansible_collections.meshos.release.plugins.module_utils._audit_chain import KEY_ENV, AuditError, load_key
 from ansible_collections.meshos.release.plugins.module_utils._redact import redact_text
 from ansible_collections.meshos.release.plugins.module_utils.state.backend import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
     cluster_audit_log,
+    kubernetes_import_error,
     state_backend_options,
 )
 from ansible_collections.meshos.release.plugins.module_utils.state.store import StateError
@@ -245,8 +244,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["state_backend"] == "kubernetes" and not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    if p["state_backend"] == "kubernetes" and kubernetes_import_error() is not None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=kubernetes_import_error())
     try:
         # an explicit key file wins over the environment fallback of hmac_key
         key = load_key(key=None if p["hmac_key_file"] else p["hmac_key"], key_file=p["hmac_key_file"])

@@ -133,9 +133,8 @@ stale:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.meshos.release.plugins.module_utils.state.backend import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
     build_backend,
+    kubernetes_import_error,
     state_backend_options,
 )
 from ansible_collections.meshos.release.plugins.module_utils.state.store import (
@@ -167,8 +166,8 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["state_backend"] == "kubernetes" and not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    if p["state_backend"] == "kubernetes" and kubernetes_import_error() is not None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=kubernetes_import_error())
     changed = False
     diff = None
     try:

@@ -9,11 +9,6 @@ from __future__ import annotations
 import copy
 
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import ConfigError
-from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    KubeClient,
-)
 from ansible_collections.meshos.release.plugins.module_utils.platform.options import KUBERNETES_OPTIONS
 from ansible_collections.meshos.release.plugins.module_utils.state.file import FileBackend
 from ansible_collections.meshos.release.plugins.module_utils.state.store import StateError
@@ -22,8 +17,7 @@ BACKENDS = ("file", "kubernetes")
 # the connection part of the kubernetes platform group (the Deployment options are the rollout's business)
 CONNECTION_KEYS = ("kubeconfig", "context", "in_cluster", "namespace")
 
-__all__ = ["BACKENDS", "HAS_KUBERNETES", "KUBERNETES_IMPORT_ERROR", "build_backend", "cluster_audit_log",
-           "state_backend_options"]
+__all__ = ["BACKENDS", "build_backend", "cluster_audit_log", "kubernetes_import_error", "state_backend_options"]
 
 
 def state_backend_options():
@@ -34,10 +28,19 @@ def state_backend_options():
     return spec
 
 
+def kubernetes_import_error():
+    """Why the ``kubernetes`` library cannot be imported, or None when it can (imports it).
+
+    The client takes seconds to import: only a kubernetes backend imports it, never a file-backend run."""
+    from ansible_collections.meshos.release.plugins.module_utils.platform import kube_api
+    return None if kube_api.HAS_KUBERNETES else (kube_api.KUBERNETES_IMPORT_ERROR or "kubernetes is not installed")
+
+
 def kube_client(params):
-    if not HAS_KUBERNETES:
+    if kubernetes_import_error() is not None:
         from ansible.module_utils.basic import missing_required_lib
         raise StateError(missing_required_lib("kubernetes"))
+    from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import KubeClient
     try:
         return KubeClient(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
                           in_cluster=bool(params.get("in_cluster")))
