@@ -39,6 +39,15 @@ options:
       - Directory of the per-environment JSON state files (written atomically; a re-run resumes from them).
     type: path
     required: true
+  state_backend:
+    description:
+      - Where the operation in progress and its history are kept. V(file) is O(state_dir). V(kubernetes) is the
+        C(operation) key of ConfigMap C(meshos-state-<environment>) in O(namespace) of the cluster O(kubeconfig) /
+        O(context) / O(in_cluster) reach (the same object as C(meshos.release.release_state)'s cluster state);
+        O(state_dir) is then not used. Needs the Python library C(kubernetes).
+    type: str
+    choices: [file, kubernetes]
+    default: file
   drain_timeout:
     description: Seconds to wait for a drained server's sessions to end before failing.
     type: float

@@ -256,10 +256,8 @@ class AuditLog:
         head = self._read_head()
         last = None
         if lines:
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    self._refuse(len(lines), "has no line end (torn write or truncation)")
+            if self._torn_tail():
+                self._refuse(len(lines), "has no line end (torn write or truncation)")
             try:
                 last = json.loads(lines[-1])
             except ValueError:
@@ -287,12 +285,27 @@ class AuditLog:
                     self._refuse(len(lines), "has no valid MAC")
         return last, head
 
+    def _torn_tail(self):
+        """Whether the file's last line lacks its newline (a write cut short)."""
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+
     def _last_entry(self):
         return self._tail()[0]
 
     def preview(self, **fields):
         """The entry ``append`` would write, without writing (check mode); the same checks as ``append``."""
         return self.build_entry(self._last_entry(), **fields)
+
+    def _next_entry(self, fields):
+        """(entry, keyed_from, JSON line without newline) to append after the verified tail."""
+        last, head = self._tail()
+        entry = self.build_entry(last, **fields)
+        keyed_from = head.get("keyed_from") if head else None
+        if self.key is not None and keyed_from is None:
+            keyed_from = entry["seq"]  # a new keyed log (an unkeyed one is refused in _tail)
+        return entry, keyed_from, json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def append(self, **fields):
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -306,13 +319,8 @@ class AuditLog:
         with lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                last, head = self._tail()
-                entry = self.build_entry(last, **fields)
-                keyed_from = head.get("keyed_from") if head else None
-                if self.key is not None and keyed_from is None:
-                    keyed_from = entry["seq"]  # a new keyed log (an unkeyed one is refused in _tail)
-                line = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-                self._write_line(line.encode("utf-8"), entry, keyed_from)
+                entry, keyed_from, line = self._next_entry(fields)
+                self._write_line((line + "\n").encode("utf-8"), entry, keyed_from)
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
         return entry
@@ -347,10 +355,14 @@ class AuditLog:
         finally:
             os.close(fd)
 
-    def _write_head(self, entry, keyed_from):
+    def head_record(self, entry, keyed_from):
+        """The head after ``entry``: its seq and hash, where the keyed part starts, and the head's MAC with a key."""
         head = {"seq": entry["seq"], "hash": entry["hash"]}
         if keyed_from is not None:
             head["keyed_from"] = keyed_from
         if self.key is not None:
             head["mac"] = head_mac(self.key, entry["seq"], entry["hash"], keyed_from)
-        write_atomic(self.head_path, json.dumps(head, sort_keys=True))
+        return head
+
+    def _write_head(self, entry, keyed_from):
+        write_atomic(self.head_path, json.dumps(self.head_record(entry, keyed_from), sort_keys=True))

@@ -25,9 +25,14 @@ description:
     Entries written before the key was introduced stay valid (the first keyed entry chains them).
   - A keyed log verified without the key is reported as not verifiable (RV(valid=false)), never as valid; an
     append to a keyed log without the key is refused.
+  - With O(state_backend=kubernetes) the log lives in the cluster, in O(namespace), named after O(path)'s file name
+    without its extension (C(audit) when O(path) is not set); entry N is the immutable ConfigMap
+    C(meshos-audit-<name>-<N>) holding exactly the line the file would hold, C(meshos-audit-<name>-head) is the head.
+    Two runners appending at once cannot fork the chain (creating entry N succeeds for one, the other re-reads and
+    appends N+1); V(verify), V(query) and the HMAC rules are the same as for the file.
 extends_documentation_fragment:
   - meshos.release.attributes
-  - meshos.release.attributes.action_group
+  - meshos.release.state
 attributes:
   check_mode:
     support: full
@@ -37,9 +42,10 @@ attributes:
     details: V(append) returns the new line as the diff.
 options:
   path:
-    description: The audit log file. Its directory must exist.
+    description:
+      - The audit log file. Its directory must exist. Required with O(state_backend=file); with V(kubernetes) its
+        file name without the extension names the log in the cluster.
     type: path
-    required: true
   state:
     description:
       - V(append) adds one entry; V(verify) checks the whole chain; V(query) returns matching entries.
@@ -191,11 +197,17 @@ entries:
 import getpass
 import json
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.meshos.release.plugins.module_utils._audit import RESULTS, AuditLog
 from ansible_collections.meshos.release.plugins.module_utils._audit_chain import KEY_ENV, AuditError, load_key
 from ansible_collections.meshos.release.plugins.module_utils._redact import redact_text
+from ansible_collections.meshos.release.plugins.module_utils.state.backend import (
+    cluster_audit_log,
+    kubernetes_import_error,
+    state_backend_options,
+)
+from ansible_collections.meshos.release.plugins.module_utils.state.store import StateError
 
 
 def _redacted(value):
@@ -208,28 +220,32 @@ def _redacted(value):
 
 
 def main():
+    spec = state_backend_options()
+    spec.update(
+        path=dict(type="path"),
+        state=dict(type="str", default="append", choices=["append", "verify", "query"]),
+        actor=dict(type="str"),
+        action=dict(type="str"),
+        version=dict(type="str"),
+        environment=dict(type="str"),
+        strategy=dict(type="str"),
+        result=dict(type="str", choices=list(RESULTS)),
+        duration=dict(type="float"),
+        details=dict(type="dict", default={}),
+        fail_on_invalid=dict(type="bool", default=True),
+        require_head=dict(type="bool", default=True),
+        hmac_key_file=dict(type="path"),
+        hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, [KEY_ENV])),
+    )
     module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            state=dict(type="str", default="append", choices=["append", "verify", "query"]),
-            actor=dict(type="str"),
-            action=dict(type="str"),
-            version=dict(type="str"),
-            environment=dict(type="str"),
-            strategy=dict(type="str"),
-            result=dict(type="str", choices=list(RESULTS)),
-            duration=dict(type="float"),
-            details=dict(type="dict", default={}),
-            fail_on_invalid=dict(type="bool", default=True),
-            require_head=dict(type="bool", default=True),
-            hmac_key_file=dict(type="path"),
-            hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, [KEY_ENV])),
-        ),
-        required_if=[("state", "append", ("action", "result"))],
+        argument_spec=spec,
+        required_if=[("state", "append", ("action", "result")), ("state_backend", "file", ("path",))],
         mutually_exclusive=[("hmac_key", "hmac_key_file")],
         supports_check_mode=True,
     )
     p = module.params
+    if p["state_backend"] == "kubernetes" and kubernetes_import_error() is not None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=kubernetes_import_error())
     try:
         # an explicit key file wins over the environment fallback of hmac_key
         key = load_key(key=None if p["hmac_key_file"] else p["hmac_key"], key_file=p["hmac_key_file"])
@@ -238,8 +254,8 @@ def main():
     if key is not None:
         # a key read from a file is a secret too: mask it wherever it could show up
         module.no_log_values.add(key.decode("utf-8", errors="replace"))
-    log = AuditLog(p["path"], key=key)
     try:
+        log = cluster_audit_log(p, key) if p["state_backend"] == "kubernetes" else AuditLog(p["path"], key=key)
         if p["state"] == "verify":
             report = log.verify(require_head=p["require_head"])
             result = dict(changed=False, valid=report["valid"], first_bad_line=report["first_bad_line"],
@@ -256,14 +272,14 @@ def main():
                       environment=p["environment"], strategy=p["strategy"], result=p["result"],
                       duration=p["duration"], details=_redacted(p["details"]))
         entry = log.preview(**fields) if module.check_mode else log.append(**fields)
-    except AuditError as exc:
+    except (AuditError, StateError) as exc:
         module.fail_json(msg=str(exc), changed=False)
     except OSError as exc:
         module.fail_json(msg="audit log %s: %s" % (p["path"], exc.strerror or exc), changed=False)
     result = dict(changed=True, entry=entry)
     if module._diff:
         result["diff"] = dict(before="", after=json.dumps(entry, sort_keys=True) + "\n",
-                              before_header=p["path"], after_header=p["path"])
+                              before_header=log.path, after_header=log.path)
     module.exit_json(**result)
 
 

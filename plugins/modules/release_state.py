@@ -18,9 +18,12 @@ description:
     C(environment X is locked by WHO since WHEN (pid P on HOST)).
   - A stale lock (its pid is dead on this host, or it is older than its ttl) is only taken over or released with
     O(force=true); a live lock is never taken over.
+  - With O(state_backend=kubernetes) the state is the C(release) key of ConfigMap C(meshos-state-<environment>) and the
+    lock is Lease C(meshos-lock-<environment>) in O(namespace) (holder identity, acquire/renew time, lease duration =
+    O(ttl)); taking and releasing it are conditional on the Lease's resourceVersion, so two runners never both win.
 extends_documentation_fragment:
   - meshos.release.attributes
-  - meshos.release.attributes.action_group
+  - meshos.release.state
 attributes:
   check_mode:
     support: full
@@ -28,9 +31,10 @@ attributes:
     support: full
 options:
   root:
-    description: Directory holding the state and lock files; created by V(set) and V(lock).
+    description:
+      - Directory holding the state and lock files; created by V(set) and V(lock). Required with
+        O(state_backend=file), ignored with V(kubernetes).
     type: path
-    required: true
   environment:
     description: Environment name (letters, digits, C(_), C(.), C(-)).
     type: str
@@ -97,6 +101,15 @@ EXAMPLES = r"""
     environment: production
     operation: unlock
     holder: "{{ release_actor }}/{{ version }}"
+
+- name: Lock a cluster environment with a Lease every runner sees
+  meshos.release.release_state:
+    state_backend: kubernetes
+    kubeconfig: ~/.kube/config
+    namespace: meshos-release
+    environment: production
+    operation: lock
+    holder: "{{ release_actor }}/{{ version }}"
 """
 
 RETURN = r"""
@@ -117,9 +130,14 @@ stale:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.meshos.release.plugins.module_utils._state import (
+from ansible_collections.meshos.release.plugins.module_utils.state.backend import (
+    build_backend,
+    kubernetes_import_error,
+    state_backend_options,
+)
+from ansible_collections.meshos.release.plugins.module_utils.state.store import (
     LockedError,
     StateError,
     StateStore,
@@ -128,43 +146,47 @@ from ansible_collections.meshos.release.plugins.module_utils._state import (
 
 
 def main():
+    spec = dict(
+        root=dict(type="path"),
+        environment=dict(type="str", required=True),
+        operation=dict(type="str", default="get", choices=["get", "set", "lock", "unlock"]),
+        values=dict(type="dict", default={}),
+        replace=dict(type="bool", default=False),
+        holder=dict(type="str"),
+        pid=dict(type="int"),
+        ttl=dict(type="int", default=14400),
+        reason=dict(type="str"),
+        force=dict(type="bool", default=False),
+    )
+    spec.update(state_backend_options())
     module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", required=True),
-            environment=dict(type="str", required=True),
-            operation=dict(type="str", default="get", choices=["get", "set", "lock", "unlock"]),
-            values=dict(type="dict", default={}),
-            replace=dict(type="bool", default=False),
-            holder=dict(type="str"),
-            pid=dict(type="int"),
-            ttl=dict(type="int", default=14400),
-            reason=dict(type="str"),
-            force=dict(type="bool", default=False),
-        ),
-        required_if=[("operation", "lock", ("holder",)), ("operation", "unlock", ("holder",))],
+        argument_spec=spec,
+        required_if=[("operation", "lock", ("holder",)), ("operation", "unlock", ("holder",)),
+                     ("state_backend", "file", ("root",))],
         supports_check_mode=True,
     )
     p = module.params
-    store = StateStore(p["root"])
-    env = p["environment"]
+    if p["state_backend"] == "kubernetes" and kubernetes_import_error() is not None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=kubernetes_import_error())
     changed = False
     diff = None
     try:
+        store = StateStore(build_backend(p, p["root"]), p["environment"], check_mode=module.check_mode)
         if p["operation"] == "set":
-            changed, before, after = store.set(env, p["values"], replace=p["replace"], check_mode=module.check_mode)
+            changed, before, after = store.set(p["values"], replace=p["replace"])
             diff = dict(before=before, after=after)
         elif p["operation"] == "lock":
             pid = p["pid"] if p["pid"] is not None else playbook_pid()
-            changed, before, after = store.lock(env, p["holder"], pid=pid, ttl=p["ttl"], force=p["force"],
-                                                check_mode=module.check_mode, reason=p["reason"])
+            changed, before, after = store.lock(p["holder"], pid=pid, ttl=p["ttl"], force=p["force"],
+                                                reason=p["reason"])
             diff = dict(before=before or {}, after=after)
         elif p["operation"] == "unlock":
-            changed, before = store.unlock(env, p["holder"], force=p["force"], check_mode=module.check_mode)
+            changed, before = store.unlock(p["holder"], force=p["force"])
             diff = dict(before=before or {}, after={})
-        state = store.get(env)
+        state = store.get()
         if module.check_mode and p["operation"] == "set":
             state = diff["after"]
-        lock = store.read_lock(env)
+        lock = store.read_lock()
         if module.check_mode and p["operation"] == "lock":
             lock = diff["after"]
         elif module.check_mode and p["operation"] == "unlock":

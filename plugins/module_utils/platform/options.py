@@ -29,6 +29,8 @@ ROLLOUT_OPTIONS = dict(
     platform=dict(type="str", default="hosts"),
     environment=dict(type="str", required=True),
     state_dir=dict(type="path", required=True),
+    # where the operation section of the state store lives (plugins/module_utils/state/backend.py)
+    state_backend=dict(type="str", default="file", choices=["file", "kubernetes"]),
     drain_timeout=dict(type="float", default=30.0),
     ready_timeout=dict(type="float", default=30.0),
     interval=dict(type="float", default=0.2),

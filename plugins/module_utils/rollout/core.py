@@ -30,7 +30,7 @@ from ansible_collections.meshos.release.plugins.module_utils.platform.releases i
     sort_versions,
 )
 from ansible_collections.meshos.release.plugins.module_utils.rollout.common import now
-from ansible_collections.meshos.release.plugins.module_utils.rollout.state import StateStore
+from ansible_collections.meshos.release.plugins.module_utils.state.store import StateStore
 
 
 class RunnerCore:

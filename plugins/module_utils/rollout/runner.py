@@ -37,7 +37,8 @@ from ansible_collections.meshos.release.plugins.module_utils.rollout.native impo
 from ansible_collections.meshos.release.plugins.module_utils.rollout.restore import RestoreMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.rollback import RollbackMixin
 from ansible_collections.meshos.release.plugins.module_utils.rollout.rolling import RollingMixin
-from ansible_collections.meshos.release.plugins.module_utils.rollout.state import StateStore
+from ansible_collections.meshos.release.plugins.module_utils.state.backend import build_backend
+from ansible_collections.meshos.release.plugins.module_utils.state.store import StateError, StateStore
 
 
 class Rollout(RollingMixin, BlueGreenMixin, CanaryMixin, RollbackMixin, RestoreMixin, NativeMixin, RunnerCore):
@@ -165,7 +166,10 @@ def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool 
     if params.get("version") is not None:
         check_version(params["version"])
     parse_batch_size(params["batch_size"], len(platform.fleet.instances()))
-    store = StateStore(params["state_dir"], params["environment"], check_mode=check_mode)
+    try:
+        store = StateStore(build_backend(params, params["state_dir"]), params["environment"], check_mode=check_mode)
+    except StateError as exc:
+        raise ConfigError(str(exc))
     return Rollout(platform, store, check_mode=check_mode, drain_timeout=params["drain_timeout"],
                    ready_timeout=params["ready_timeout"], manifest=params.get("manifest"),
                    public_key=params.get("public_key"), require_checksum=bool(params.get("require_checksum")),
@@ -178,7 +182,7 @@ def module_result(module: t.Any, func: t.Callable[[], t.Dict[str, t.Any]]) -> t.
         return func()
     except RolloutFailed as exc:
         module.fail_json(msg=str(exc), **exc.result)
-    except PlatformError as exc:
+    except (PlatformError, StateError) as exc:
         module.fail_json(msg=str(exc), exception=traceback.format_exc())
     raise AssertionError("fail_json returned")  # pragma: no cover - AnsibleModule.fail_json exits
 

@@ -15,7 +15,7 @@ from ansible_collections.meshos.release.plugins.module_utils.rollout.common impo
     validate_canary,
 )
 from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import Rollout, status
-from ansible_collections.meshos.release.plugins.module_utils.rollout.state import StateStore
+from ansible_collections.meshos.release.plugins.module_utils.state.store import StateError, StateStore
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
     COUNTERS,
     ChecksumError,
@@ -204,7 +204,7 @@ def test_rollback_picks_the_previous_version(tmp_path):
 
 
 def test_bad_environment_name(tmp_path):
-    with pytest.raises(ConfigError, match="invalid environment"):
+    with pytest.raises(StateError, match="'../etc' is not allowed"):
         StateStore(str(tmp_path), "../etc")
 
 
