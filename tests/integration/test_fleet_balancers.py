@@ -9,7 +9,9 @@ on 127.0.0.1:28000 and ``lab-staging-b`` on 127.0.0.1:28012) in front of the sam
 states and weights identical on both, with 0 failed requests. Fault "a balancer that rejects a command": once the first
 host switched, balancer b's admin socket is replaced by its read-only one (``level user``): the deploy fails with an
 error naming balancer b and the rejected step, and both balancers route the same way afterwards; once the balancer is
-repaired, ``rollback.yml`` brings every host and both balancers back. Ports 28000-28013 (docs/design.md). Needs root.
+repaired, ``rollback.yml`` brings every host and both balancers back. State, lock and audit live with the environment:
+two runners with their own ``release_work_dir`` (two controllers) see one lock (the second is refused, naming the
+holder) and write one audit history. Ports 28000-28013 (docs/design.md). Needs root.
 """
 
 import http.client
@@ -27,7 +29,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _hosts_env as h  # noqa: E402
-from conftest import REPO_ROOT, port_is_free, run_playbook  # noqa: E402
+from conftest import REPO_ROOT, ansible_env, port_is_free, run_playbook  # noqa: E402
 
 NETFLEET = REPO_ROOT / "roles" / "lab" / "files" / "netfleet.py"
 LABCTL = REPO_ROOT / "roles" / "lab" / "files" / "labctl.py"
@@ -219,3 +221,49 @@ def test_a_balancer_that_rejects_a_command_mid_rollout_leaves_both_alike(fleet):
     states = balancers(fleet)
     assert states[a] == states[b] and all(st == "UP" for st, w in states[a].values()), states
 
+
+def audit(fleet):
+    if not os.path.exists(fleet["audit"]):
+        return []
+    with open(fleet["audit"]) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def test_two_runners_see_one_lock_and_one_audit_history(fleet, tmp_path):
+    runner_a, runner_b = tmp_path / "runner-a", tmp_path / "runner-b"
+    before = len(audit(fleet))
+    # runner A (its own work dir) deploys and watches the fleet for a while, holding the environment's lock
+    extra_a = dict(FAST, env=ENV, version="5.2.0", strategy="rolling", batch_size="1", watch_seconds=20,
+                   release_work_dir=str(runner_a), awx_user_name="alice",
+                   artifact=str(fleet["artifacts"] / "meshapp-5.2.0.tar.gz"))
+    argv = ["ansible-playbook", "-i", str(fleet["inventory"]), str(REPO_ROOT / "playbooks" / "deploy.yml"),
+            "-e", json.dumps(extra_a)]
+    proc_a = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ansible_env(),
+                              cwd=str(REPO_ROOT))
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc_a.poll() is None and not [
+                e for e in audit(fleet)[before:] if e["action"] == "deploy" and e["result"] == "started"]:
+            time.sleep(0.2)
+        assert proc_a.poll() is None, proc_a.stdout.read()[-3000:]
+        # runner B, another work dir, is refused by the same lock, which names runner A
+        run_b = run_playbook("playbooks/rollback.yml", dict(FAST, env=ENV, release_work_dir=str(runner_b),
+                                                            awx_user_name="bob"),
+                             inventory=fleet["inventory"], check=False)
+        assert run_b.rc != 0
+        assert "environment %s is locked by alice/deploy.yml/deploy" % ENV in run_b.output, run_b.output[-3000:]
+        out_a = proc_a.communicate(timeout=600)[0]
+        assert proc_a.returncode == 0, out_a[-3000:]
+    finally:
+        if proc_a.poll() is None:
+            proc_a.kill()
+    # afterwards runner B's deploy runs, and both runners' changes are in the one audit log of the environment
+    run_playbook("playbooks/deploy.yml", dict(FAST, env=ENV, version="5.1.0", strategy="rolling", batch_size="1",
+                                              release_work_dir=str(runner_b), awx_user_name="bob",
+                                              artifact=str(fleet["artifacts"] / "meshapp-5.1.0.tar.gz")),
+                 inventory=fleet["inventory"])
+    entries = audit(fleet)[before:]
+    done = [(e["actor"], e["action"], e["version"]) for e in entries if e["result"] == "success"]
+    assert ("alice", "deploy", "5.2.0") in done and ("bob", "deploy", "5.1.0") in done, done
+    assert not (runner_a / "audit.jsonl").exists() and not (runner_b / "audit.jsonl").exists()
+    assert versions(fleet) == dict.fromkeys(HOSTS, "5.1.0")
