@@ -185,6 +185,19 @@ options:
         RV(traffic). Default is every HTTP frontend except those whose name starts with C(stats).
     type: list
     elements: str
+  haproxy_sockets:
+    description:
+      - Every HAProxy balancer of the environment (an HA pair or more), each as its runtime API with C(level admin),
+        a unix socket path on the machine running the module, or C(tcp://HOST:PORT) for a balancer whose runtime API
+        listens on TCP (C(stats socket ipv4@ADDRESS:PORT level admin); reachable only from the release network).
+        O(haproxy_socket) is always one of them (the first); duplicates are ignored.
+      - Every traffic step (drain, enable, disable, weight, blue-green switch) is applied to all balancers in this
+        order. A step that fails on one balancer is undone on every balancer it reached before the module fails
+        naming that balancer, so the balancers never disagree about which servers take traffic. The states and
+        route map are read from O(haproxy_socket); RV(traffic) sums the counters of all balancers.
+      - All balancers use the same O(backend), server names and O(route_map) path.
+    type: list
+    elements: str
 """
 
     # KUBERNETES_OPTIONS: the kubernetes backend (one app's Deployments, its Service and routers)

@@ -25,8 +25,16 @@ def _haproxy_router(params: t.Dict[str, t.Any]) -> t.Any:
     for key in ("haproxy_socket", "targets"):
         if not params.get(key):
             raise ConfigError("platform %s needs %s" % (params.get("platform") or "hosts", key))
-    router = HAProxyRouter(HAProxyClient(params["haproxy_socket"]), route_map=params.get("route_map"),
-                           interval=params["interval"])
+    # an HA pair (or more): haproxy_socket first, then every other balancer of the environment, each step on all
+    sockets = [params["haproxy_socket"]]
+    sockets += [s for s in params.get("haproxy_sockets") or [] if s not in sockets]
+    routers = [(s, HAProxyRouter(HAProxyClient(s), route_map=params.get("route_map"), interval=params["interval"]))
+               for s in sockets]
+    if len(routers) == 1:
+        router = routers[0][1]
+    else:
+        from ansible_collections.meshos.release.plugins.module_utils.platform.balancers import BalancerSetRouter
+        router = BalancerSetRouter(routers)
     max_weight = router.max_weight()
     if not 1 <= params["default_weight"] <= max_weight:
         raise ConfigError("invalid default_weight %r: expected 1-%d" % (params["default_weight"], max_weight))

@@ -40,17 +40,32 @@ def _state_of(status: str) -> str:
     return "down"
 
 
+def tcp_address(address: str) -> t.Optional[t.Tuple[str, int]]:
+    """(host, port) of a ``tcp://HOST:PORT`` runtime API address, None for a unix socket path; ConfigError else."""
+    if not address.startswith("tcp://"):
+        if not address.startswith("/"):
+            raise ConfigError("invalid HAProxy runtime API %r: expected an absolute unix socket path or tcp://HOST:PORT"
+                              % (address,))
+        return None
+    host, sep, port = address[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("invalid HAProxy runtime API %r: expected tcp://HOST:PORT (port 1-65535)" % (address,))
+    return host, int(port)
+
+
 class HAProxyClient:
-    """Talks to ``stats socket ... level admin``."""
+    """Talks to ``stats socket ... level admin``: a unix socket path, or ``tcp://HOST:PORT`` (``ipv4@`` socket)."""
 
     def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.tcp = tcp_address(socket_path)
 
     # ------------------------------------------------------------------ transport
     def check(self) -> None:
         """Raise a clear error when the socket is missing or not accessible."""
-        if not os.path.exists(self.socket_path):
+        if self.tcp is None and not os.path.exists(self.socket_path):
             raise HAProxyError("HAProxy admin socket %s does not exist: is HAProxy running with "
                                "'stats socket %s level admin'?" % (self.socket_path, self.socket_path))
         self.command("show info")
@@ -58,11 +73,14 @@ class HAProxyClient:
     def command(self, cmd: str) -> str:
         if "\n" in cmd or ";" in cmd:
             raise ConfigError("refusing HAProxy command %r: newlines and ';' are not allowed" % cmd)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.tcp is not None:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.tcp[0] else socket.AF_INET, socket.SOCK_STREAM)
+        else:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             try:
-                sock.connect(self.socket_path)
+                sock.connect(self.tcp or self.socket_path)
             except FileNotFoundError:
                 raise HAProxyError("HAProxy admin socket %s does not exist: is HAProxy running with "
                                    "'stats socket %s level admin'?" % (self.socket_path, self.socket_path))

@@ -69,6 +69,8 @@ HOSTS_OPTIONS = dict(
         ssh_common_args=dict(type="str"),
     )),
     haproxy_frontends=dict(type="list", elements="str"),
+    # the environment's other balancers (an HA pair): every traffic step on all of them (platform/balancers.py)
+    haproxy_sockets=dict(type="list", elements="str"),
 )  # type: t.Dict[str, t.Any]
 
 # the ssh backend: per-host work on each target's host over the system ssh/scp (targets carry the ssh_* facts)
