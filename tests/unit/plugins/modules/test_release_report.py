@@ -91,7 +91,9 @@ def test_report_files_charts_and_markers(tmp_path, audit, prometheus):
     pytest.importorskip("plotly")
     out = tmp_path / "out"
     args = {"audit_log": audit, "version": "5.1.0", "output_dir": str(out), "prometheus_url": prometheus,
-            "padding": 30, "period": "all", "retrospective": "# Release v5.1.0 Retrospective\n"}
+            "padding": 30, "period": "all", "retrospective": "# Release v5.1.0 Retrospective\n",
+            # a fixed end: "per day" over an open period moves with the clock, and the re-run below must match
+            "until": ts(86400)}
     result = run_module(release_report, args)
     assert result["changed"] is True and not result.get("failed"), result
     assert result["outcome"] == "rolled_back"
@@ -104,6 +106,7 @@ def test_report_files_charts_and_markers(tmp_path, audit, prometheus):
         "rollback production"]
     (group,) = result["dora"]["groups"]
     assert group["change_failure_rate"] == 100.0 and group["time_to_restore_seconds"] == 20.0
+    assert group["deployment_frequency_per_day"] == pytest.approx(1.0, abs=0.01)
     page = (out / "release-report-5.1.0.html").read_text()
     assert page.count('class="chart"') == 3 and page.count('data-points="171"') == 3
     assert "gate failed production" in page and "rollback production" in page and "Retrospective" in page
