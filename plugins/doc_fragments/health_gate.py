@@ -165,3 +165,63 @@ options:
     elements: str
     default: [error_rate]
 """
+
+    # where the agents_unhealthy check reads the agents (gate/measure.py; kubernetes: gate/sources.kubernetes_agents)
+    AGENTS = r"""
+options:
+  haproxy_socket:
+    description: HAProxy runtime API unix socket, for O(agents_source=haproxy).
+    type: path
+  haproxy_backend:
+    description: HAProxy backend whose servers are the agents, for O(agents_source=haproxy).
+    type: str
+    default: be_app
+  agents_source:
+    description:
+      - Where the unhealthy agents ratio comes from.
+      - V(endpoints) polls O(health_path) of every target concurrently; V(haproxy) reads the server states of
+        O(haproxy_backend) (servers in MAINT do not count); V(prometheus) uses C(1 - avg(up{selector}));
+        V(kubernetes) reads the pods of O(agents_workload).
+    type: str
+    choices: [endpoints, haproxy, kubernetes, prometheus]
+    default: endpoints
+  agents_workload:
+    description:
+      - For O(agents_source=kubernetes), the Deployment or DaemonSet whose pods are the agents. A pod counts as
+        unhealthy when it is not Ready, waits in C(CrashLoopBackOff) or restarted more than O(agents_workload.max_restarts)
+        times; a desired pod that does not exist counts as unhealthy too. A Deployment's agents are the pods of the
+        ReplicaSets it owns (a canary Deployment beside it is not counted).
+    type: dict
+    suboptions:
+      kind:
+        description: The workload's kind.
+        type: str
+        choices: [Deployment, DaemonSet]
+        default: Deployment
+      name:
+        description: The workload's name.
+        type: str
+        required: true
+      namespace:
+        description: The workload's namespace.
+        type: str
+        default: default
+      max_restarts:
+        description: Restarts a pod may have had and still count as healthy.
+        type: int
+        default: 0
+  kubeconfig:
+    description:
+      - Kubeconfig file for O(agents_source=kubernetes). Default is the client's own lookup (C(KUBECONFIG), then
+        C(~/.kube/config)). Ignored with O(in_cluster).
+    type: path
+  context:
+    description: Kubeconfig context for O(agents_source=kubernetes); default is the current context.
+    type: str
+  in_cluster:
+    description: With O(agents_source=kubernetes), use the pod's service account instead of a kubeconfig.
+    type: bool
+    default: false
+requirements:
+  - The Python library C(kubernetes) where the module runs, for O(agents_source=kubernetes) only.
+"""

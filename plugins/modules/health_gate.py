@@ -56,6 +56,7 @@ extends_documentation_fragment:
   - meshos.release.monitoring
   - meshos.release.health_gate.policy
   - meshos.release.health_gate.judge
+  - meshos.release.health_gate.agents
 attributes:
   check_mode:
     support: full
@@ -108,21 +109,6 @@ options:
         O(alerts_required=true)). Set but unreachable, they are inconclusive, never skipped.
       - Silenced and inhibited alerts are ignored.
     type: str
-  haproxy_socket:
-    description: HAProxy runtime API unix socket, for O(agents_source=haproxy).
-    type: path
-  haproxy_backend:
-    description: HAProxy backend whose servers are the agents, for O(agents_source=haproxy).
-    type: str
-    default: be_app
-  agents_source:
-    description:
-      - Where the unhealthy agents ratio comes from.
-      - V(endpoints) polls O(health_path) of every target concurrently; V(haproxy) reads the server states of
-        O(haproxy_backend) (servers in MAINT do not count); V(prometheus) uses C(1 - avg(up{selector})).
-    type: str
-    choices: [endpoints, haproxy, prometheus]
-    default: endpoints
   validate_certs:
     description:
       - Verify TLS certificates of https endpoints, Prometheus and Alertmanager.
@@ -357,7 +343,7 @@ policy:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate
 from ansible_collections.meshos.release.plugins.module_utils.gate.options import health_gate_argument_spec
@@ -374,6 +360,12 @@ def main():
     if params["concurrency"] < 1:
         module.fail_json(msg="concurrency: %d is out of range; allowed: 1 <= concurrency (connections)"
                          % params["concurrency"])
+    if params["agents_source"] == "kubernetes":
+        if not params["agents_workload"]:
+            module.fail_json(msg="agents_source: kubernetes needs agents_workload (kind, name, namespace)")
+        from ansible_collections.meshos.release.plugins.module_utils.platform import kube_api
+        if not kube_api.HAS_KUBERNETES:
+            module.fail_json(msg=missing_required_lib("kubernetes"), exception=kube_api.KUBERNETES_IMPORT_ERROR)
     try:
         result = run_gate(params)
     except PolicyError as exc:

@@ -299,3 +299,30 @@ def test_canary_weights_on_httproute_and_nginx_ingress(cluster, kubeconfig, tmp_
     assert cluster["net"].read_namespaced_ingress("ngx-canary", NAMESPACE).metadata.annotations[
         "nginx.ingress.kubernetes.io/canary-weight"] == "0"
     wait_until(lambda: ready_by(core, "app=ngx", "image") == {"meshapp:2.0.0": 2}, "2 ready ngx pods of 2.0.0")
+
+
+def test_health_gate_counts_agents_from_the_pods(cluster, kubeconfig):
+    """health_gate agents_source=kubernetes: a healthy Deployment passes with 0 unhealthy; a crash-looping one
+    (kwok fault ``crash-loop``: not Ready, CrashLoopBackOff, restarts) fails the "> 10 % agents unhealthy" check."""
+    from ansible_collections.meshos.release.plugins.modules import health_gate
+    make_app(cluster, "agents-ok", 3, {"app": "agents-ok"}, {"app": "agents-ok"}, None)
+    make_app(cluster, "agents-bad", 2, {"app": "agents-bad", "meshos.test/fault": "crash-loop"}, {"app": "agents-bad"},
+             None)
+    core = cluster["core"]
+    wait_until(lambda: ready_by(core, "app=agents-ok", "app") == {"agents-ok": 3}, "3 ready agents-ok pods", WAIT)
+
+    def crash_looping():
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector="app=agents-bad").items
+        return len(pods) == 2 and all(any(s.state and s.state.waiting and s.state.waiting.reason == "CrashLoopBackOff"
+                                          for s in (p.status.container_statuses or [])) for p in pods)
+    wait_until(crash_looping, "2 crash-looping agents-bad pods", WAIT)
+    base = dict(agents_source="kubernetes", kubeconfig=kubeconfig, checks=["agents_unhealthy"])
+    good = run_module(health_gate, dict(base, agents_workload=dict(name="agents-ok", namespace=NAMESPACE)))
+    check = dict((c["name"], c) for c in good["checks"])["agents_unhealthy"]
+    assert not good.get("failed") and good["verdict"] == "pass", good["msg"]
+    assert check["value"] == 0.0 and "0/3 pods unhealthy" in check["reason"]
+    bad = run_module(health_gate, dict(base, agents_workload=dict(name="agents-bad", namespace=NAMESPACE)))
+    check = dict((c["name"], c) for c in bad["checks"])["agents_unhealthy"]
+    assert bad["failed"] and bad["verdict"] == "fail" and check["value"] == 1.0, bad["msg"]
+    assert "2/2 pods unhealthy" in check["reason"] and "CrashLoopBackOff" in check["reason"]
+    print("agents gate: %s | %s" % (good["msg"], bad["msg"]))

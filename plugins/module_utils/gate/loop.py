@@ -35,11 +35,30 @@ from ansible_collections.meshos.release.plugins.module_utils.gate.policy import 
 from ansible_collections.meshos.release.plugins.module_utils.gate.stats import parse_duration
 
 
+AGENTS_SOURCES = ("endpoints", "haproxy", "kubernetes", "prometheus")
+
+
 class Sources:
     """The real signal sources; unit tests replace this object."""
 
     def __init__(self, params):
         self.p = params
+        self._kube = None
+
+    def kubernetes_agents(self):
+        """The workload's pods (``kube_api.pod_readiness``); one client per gate, built on first use."""
+        workload = self.p["agents_workload"]
+        if self._kube is None:
+            from ansible_collections.meshos.release.plugins.module_utils.platform.kube_api import KubeClient
+            from ansible_collections.meshos.release.plugins.module_utils.platform.base import PlatformError
+            try:
+                self._kube = KubeClient(kubeconfig=self.p["kubeconfig"], context=self.p["context"],
+                                        in_cluster=bool(self.p["in_cluster"]))
+            except PlatformError as exc:
+                raise sources_mod.SourceError(str(exc))
+        return sources_mod.kubernetes_agents(self._kube, workload.get("namespace") or "default",
+                                             workload.get("kind") or "Deployment", workload["name"],
+                                             max_restarts=int(workload.get("max_restarts") or 0))
 
     def fetch(self, urls, want_body):
         return sources_mod.fetch_many(urls, timeout=self.p["timeout"], validate_certs=self.p["validate_certs"],
@@ -62,6 +81,7 @@ DEFAULTS = {
     "targets": [], "baseline_targets": [], "health_path": "/health", "metrics_path": "/metrics",
     "source": "scrape", "prometheus_url": None, "prometheus_selector": 'job="meshapp"', "baseline_selector": None,
     "alertmanager_url": None, "haproxy_socket": None, "haproxy_backend": "be_app", "agents_source": "endpoints",
+    "agents_workload": None, "kubeconfig": None, "context": None, "in_cluster": False,
     "policy": None, "policy_overrides": None, "checks": None, "duration": 0, "interval": 5, "window": 30,
     "timeout": 5, "validate_certs": True, "mode": "gate", "baseline": None, "on_inconclusive": "fail",
     "fail_fast": True, "concurrency": 256, "memory_limit_bytes": 1073741824,
@@ -92,8 +112,14 @@ class Gate(GateMeasure, GateJudge):
         check_range(p["timeout"], "timeout", 0, False, unit="seconds")
         if p["source"] not in ("scrape", "prometheus"):
             raise PolicyError("source: %r is not one of scrape, prometheus" % p["source"])
-        if p["agents_source"] not in ("endpoints", "haproxy", "prometheus"):
-            raise PolicyError("agents_source: %r is not one of endpoints, haproxy, prometheus" % p["agents_source"])
+        if p["agents_source"] not in AGENTS_SOURCES:
+            raise PolicyError("agents_source: %r is not one of %s" % (p["agents_source"], ", ".join(AGENTS_SOURCES)))
+        workload = p["agents_workload"]
+        if workload is not None:
+            if not isinstance(workload, dict) or not workload.get("name"):
+                raise PolicyError("agents_workload: %r needs a name (and kind Deployment or DaemonSet)" % (workload,))
+            if workload.get("kind", "Deployment") not in ("Deployment", "DaemonSet"):
+                raise PolicyError("agents_workload.kind: %r is not one of Deployment, DaemonSet" % (workload.get("kind"),))
         if p["mode"] not in ("gate", "baseline", "compare"):
             raise PolicyError("mode: %r is not one of gate, baseline, compare" % p["mode"])
         if p["on_inconclusive"] not in ("fail", "pass", "warn"):

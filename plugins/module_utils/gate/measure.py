@@ -43,6 +43,8 @@ class GateMeasure:
                 return "agents_source haproxy needs haproxy_socket"
             if p["agents_source"] == "prometheus" and not p["prometheus_url"]:
                 return "agents_source prometheus needs prometheus_url"
+            if p["agents_source"] == "kubernetes" and not p["agents_workload"]:
+                return "agents_source kubernetes needs agents_workload"
         if metric == "query" and not p["prometheus_url"]:
             return "metric query needs prometheus_url"
         if metric in ("error_rate", "success_rate", "latency", "cpu", "memory") and p["source"] == "scrape" \
@@ -70,6 +72,10 @@ class GateMeasure:
             return "health endpoints (%s)" % p["health_path"]
         if metric == "unhealthy_ratio" and p["agents_source"] == "haproxy":
             return "haproxy %s" % p["haproxy_socket"]
+        if metric == "unhealthy_ratio" and p["agents_source"] == "kubernetes":
+            workload = p["agents_workload"] or {}
+            return "kubernetes %s %s/%s pods" % (workload.get("kind") or "Deployment",
+                                                 workload.get("namespace") or "default", workload.get("name"))
         if metric == "query" or metric == "unhealthy_ratio" or p["source"] == "prometheus":
             return "prometheus %s" % redact_url(p["prometheus_url"])
         return "metrics endpoints (%s)" % p["metrics_path"]
@@ -293,6 +299,13 @@ class GateMeasure:
                     return None, "haproxy backend %s has no servers in service" % p["haproxy_backend"]
                 return len(bad) / float(len(counted)), "haproxy %s: %d/%d servers down%s" % (
                     p["haproxy_backend"], len(bad), len(counted), (": " + ", ".join(bad)) if bad else "")
+            if p["agents_source"] == "kubernetes":
+                pods = self.src.kubernetes_agents()
+                if not pods["desired"] and not pods["pods"]:
+                    return None, "%s %s wants no pods" % (pods["kind"], pods["name"])
+                return pods["unhealthy_ratio"], "%s %s: %d/%d pods unhealthy%s" % (
+                    pods["kind"], pods["name"], pods["unhealthy"], max(pods["desired"], pods["pods"]),
+                    (": " + "; ".join(pods["unhealthy_pods"][:5])) if pods["unhealthy_pods"] else "")
             return self._prom_value(check, selector, check["window"])
         if metric == "alerts":
             alerts = self.src.alerts(check["severities"], check["matchers"])

@@ -4,7 +4,7 @@
 """Options of meshos.release.health_gate (standard library only).
 
 Documented by the module itself (sources, targets, mode), the doc fragment meshos.release.monitoring
-(``monitoring_auth``) and meshos.release.health_gate (sections ``policy`` and ``judge``).
+(``monitoring_auth``) and meshos.release.health_gate (sections ``policy``, ``judge`` and ``agents``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ HEALTH_GATE_OPTIONS = dict(
     alertmanager_url=dict(type="str"),
     haproxy_socket=dict(type="path"),
     haproxy_backend=dict(type="str", default="be_app"),
-    agents_source=dict(type="str", choices=["endpoints", "haproxy", "prometheus"], default="endpoints"),
+    agents_source=dict(type="str", choices=["endpoints", "haproxy", "kubernetes", "prometheus"], default="endpoints"),
+    agents_workload=dict(type="dict", options=dict(
+        kind=dict(type="str", choices=["Deployment", "DaemonSet"], default="Deployment"),
+        name=dict(type="str", required=True),
+        namespace=dict(type="str", default="default"),
+        max_restarts=dict(type="int", default=0),
+    )),
+    kubeconfig=dict(type="path"),
+    context=dict(type="str"),
+    in_cluster=dict(type="bool", default=False),
     policy=dict(type="list", elements="dict"),
     policy_overrides=dict(type="dict"),
     checks=dict(type="list", elements="str"),
