@@ -33,8 +33,9 @@ class RollingMixin:
             for batch in batches:
                 if max_batches and done_batches >= max_batches:
                     break
-                for target in batch:
-                    self._update_target(target, version, None, checksum, force=target.name in op.get("pending", []))
+                # a host left pending by an interrupted run is restarted even when `current` already names VERSION
+                forced = set(op.get("pending", []))
+                self._each(batch, lambda tg: self._update_target(tg, version, None, checksum, force=tg.name in forced))
                 done_batches += 1
             remaining = len(batches) - done_batches
             status = "complete" if remaining == 0 else "in_progress"
