@@ -69,7 +69,8 @@ options:
       - Hosts changed at once inside one rolling batch, one blue-green idle color or one batch of a canary's
         promotion (install, drain, activate, enable, wait UP), like Ansible's C(forks). A batch never starts before
         the previous one is done; when one host of a batch fails, the others of the batch finish their step, then
-        every host the operation changed is restored. V(1) changes one host after another.
+        every host the operation changed is restored. V(1) changes one host after another. A rolling batch that
+        holds the whole fleet still keeps one server in traffic (at most all but one at once).
     type: int
     default: 5
   default_weight:

@@ -86,15 +86,16 @@ class RunnerCore:
             self.actions.append(dict(entry, changed=record["changed"]))
         return result
 
-    def _each(self, targets: t.List[Target], work: t.Callable[[Target], t.Any]) -> None:
-        """WORK on every target, up to ``forks`` at a time. Every started target finishes (a half-done host is
-        worse than a late error); then the first failure, in target order, is raised, so the restore sees every
-        host the batch changed."""
-        if self.check_mode or self.forks <= 1 or len(targets) <= 1:
+    def _each(self, targets: t.List[Target], work: t.Callable[[Target], t.Any], limit: t.Optional[int] = None) -> None:
+        """WORK on every target, up to ``forks`` (and LIMIT) at a time. Every started target finishes (a half-done
+        host is worse than a late error); then the first failure, in target order, is raised, so the restore sees
+        every host the batch changed."""
+        workers = min(self.forks, len(targets), limit if limit is not None else len(targets))
+        if self.check_mode or workers <= 1:
             for target in targets:
                 work(target)
             return
-        with ThreadPoolExecutor(max_workers=min(self.forks, len(targets))) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(work, target) for target in targets]
         errors = [future.exception() for future in futures]
         for error in errors:

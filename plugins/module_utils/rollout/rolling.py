@@ -35,7 +35,9 @@ class RollingMixin:
                     break
                 # a host left pending by an interrupted run is restarted even when `current` already names VERSION
                 forced = set(op.get("pending", []))
-                self._each(batch, lambda tg: self._update_target(tg, version, None, checksum, force=tg.name in forced))
+                # at least one server stays in traffic even when the batch is the whole fleet (batch_size 100%)
+                self._each(batch, lambda tg: self._update_target(tg, version, None, checksum, force=tg.name in forced),
+                           limit=max(1, len(targets) - 1))
                 done_batches += 1
             remaining = len(batches) - done_batches
             status = "complete" if remaining == 0 else "in_progress"

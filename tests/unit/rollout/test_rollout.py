@@ -510,3 +510,11 @@ def test_bad_forks_is_refused_before_anything_changes(tmp_path, forks):
     with pytest.raises(ConfigError, match="invalid forks"):
         build_runner(params, check_mode=False)
     assert not (tmp_path / "prod.json").exists()
+
+
+def test_a_batch_of_the_whole_fleet_keeps_one_server_in_traffic(tmp_path):
+    platform = _ConcurrencyProbe(["a", "b", "c"])
+    _probe_release(platform, 2)
+    result = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=5).rolling("5.1.0", batch_size="100%",
+                                                                                     keep_releases=0)
+    assert result["status"] == "complete" and platform.most == 2
