@@ -481,17 +481,17 @@ def test_a_batch_changes_its_hosts_in_parallel_up_to_forks(tmp_path):
 def test_forks_1_changes_one_host_after_another(tmp_path):
     platform = _ConcurrencyProbe(["a", "b", "c"])
     platform.release.set()
-    result = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=1).rolling("5.1.0", batch_size="3",
-                                                                                     keep_releases=0)
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=1)
+    result = runner.rolling("5.1.0", batch_size="3", keep_releases=0)
     assert result["status"] == "complete" and platform.most == 1
 
 
 def test_a_failed_host_in_a_parallel_batch_restores_the_whole_batch(tmp_path):
     platform = FakePlatform(["a", "b", "c", "d"])
     platform.fail_on, platform.fail_version = "b", "5.1.0"
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=4)
     with pytest.raises(RolloutFailed) as exc:
-        Rollout(platform, StateStore(str(tmp_path), "prod"), forks=4).rolling("5.1.0", batch_size="2",
-                                                                                keep_releases=0)
+        runner.rolling("5.1.0", batch_size="2", keep_releases=0)
     assert "restart of b failed" in str(exc.value)
     # a (the other host of the failed batch) finished and was restored; the second batch never started
     assert platform.current == dict.fromkeys("abcd", "5.0.0")
@@ -515,6 +515,6 @@ def test_bad_forks_is_refused_before_anything_changes(tmp_path, forks):
 def test_a_batch_of_the_whole_fleet_keeps_one_server_in_traffic(tmp_path):
     platform = _ConcurrencyProbe(["a", "b", "c"])
     _probe_release(platform, 2)
-    result = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=5).rolling("5.1.0", batch_size="100%",
-                                                                                     keep_releases=0)
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=5)
+    result = runner.rolling("5.1.0", batch_size="100%", keep_releases=0)
     assert result["status"] == "complete" and platform.most == 2
