@@ -42,7 +42,7 @@ class RunnerCore:
                  ready_timeout: float = 30.0, clock: t.Callable[[], float] = time.monotonic,
                  manifest: t.Optional[str] = None, public_key: t.Optional[str] = None,
                  require_checksum: bool = False, require_signature: bool = False,
-                 run_command: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None, forks: int = 5) -> None:
+                 run_command: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None, forks: int = 1) -> None:
         self.p = platform
         self.store = store
         self.check_mode = check_mode

@@ -166,7 +166,7 @@ def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool 
     if params.get("version") is not None:
         check_version(params["version"])
     parse_batch_size(params["batch_size"], len(platform.fleet.instances()))
-    forks = params.get("forks", 5)
+    forks = params.get("forks", 1)
     if not isinstance(forks, int) or isinstance(forks, bool) or not 1 <= forks <= 256:
         raise ConfigError("invalid forks %r: expected hosts changed at once, 1 to 256" % (forks,))
     try:
