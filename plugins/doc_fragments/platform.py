@@ -64,6 +64,17 @@ options:
     description: Hosts per rolling batch, a count (C(2)) or a percentage (C(25%)).
     type: str
     default: "1"
+  forks:
+    description:
+      - Hosts changed at once inside one rolling batch, one blue-green idle color or one batch of a canary's
+        promotion (install, drain, activate, enable, wait UP), like Ansible's C(forks). A batch never starts before
+        the previous one is done; when one host of a batch fails, the others of the batch finish their step, then
+        every host the operation changed is restored. V(1) (the default) changes one host after another; V(5) is
+        Ansible's default forks. A rolling batch that holds the whole fleet still keeps one server in traffic (at most
+        all but one at once). Set it for an environment with C(release_platform_options) in the inventory (or
+        C(-e platform_options='{"forks":5}')).
+    type: int
+    default: 1
   default_weight:
     description: HAProxy weight restored after a canary on servers whose weight was not recorded at its start.
     type: int

@@ -35,6 +35,7 @@ ROLLOUT_OPTIONS = dict(
     ready_timeout=dict(type="float", default=30.0),
     interval=dict(type="float", default=0.2),
     batch_size=dict(type="str", default="1"),
+    forks=dict(type="int", default=1),
     default_weight=dict(type="int", default=100),
     measure_interval=dict(type="float", default=0.25),
 )  # type: t.Dict[str, t.Any]

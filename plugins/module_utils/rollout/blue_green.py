@@ -53,8 +53,9 @@ class BlueGreenMixin:
             if phase != "switch":
                 todo = [tg for tg in by_color[idle] if self._needs_update(tg, version, op)]
                 self._install_all(todo, version, artifact, checksum, op)
-                for target in todo:
-                    self._update_target(target, version, None, checksum, force=target.name in op.get("pending", []))
+                # the idle color serves no traffic: its hosts are updated in parallel
+                forced = set(op.get("pending", []))
+                self._each(todo, lambda tg: self._update_target(tg, version, None, checksum, force=tg.name in forced))
             if phase == "prepare":
                 if not self.check_mode:
                     op["prepared"] = True

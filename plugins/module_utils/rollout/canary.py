@@ -111,9 +111,10 @@ class CanaryMixin:
             weight = self._normal_weight(target, op, default_weight)
             self._step(target, "set_weight", lambda tg=target, w=weight: self.p.router.set_weight(tg, w), weight=weight)
         size = parse_batch_size(batch_size, len(targets))
+        forced = set(op.get("pending", []))
         for i in range(0, len(stable), size):
-            for target in stable[i:i + size]:
-                self._update_target(target, version, None, checksum, force=target.name in op.get("pending", []))
+            self._each(stable[i:i + size],
+                       lambda tg: self._update_target(tg, version, None, checksum, force=tg.name in forced))
         if not self.check_mode:
             op["percent"] = 100
             self._finish_deploy(op, "complete", version, targets)

@@ -10,8 +10,10 @@ plans. The strategies (rolling.py, blue_green.py, canary.py, rollback.py) build 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.meshos.release.plugins.module_utils._fsutil import sha256_file
 from ansible_collections.meshos.release.plugins.module_utils.platform.base import (
@@ -40,7 +42,7 @@ class RunnerCore:
                  ready_timeout: float = 30.0, clock: t.Callable[[], float] = time.monotonic,
                  manifest: t.Optional[str] = None, public_key: t.Optional[str] = None,
                  require_checksum: bool = False, require_signature: bool = False,
-                 run_command: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None) -> None:
+                 run_command: t.Optional[t.Callable[..., t.Tuple[int, str, str]]] = None, forks: int = 1) -> None:
         self.p = platform
         self.store = store
         self.check_mode = check_mode
@@ -55,6 +57,10 @@ class RunnerCore:
         self.plan = []  # type: t.List[t.Dict[str, t.Any]]
         self.actions = []  # type: t.List[t.Dict[str, t.Any]]
         self.artifact_check = None  # type: t.Optional[t.Dict[str, t.Any]]
+        # the hosts of one batch are changed in parallel (like Ansible's forks); the state record and the action
+        # list are shared by those threads, so every change to them (and its save) holds this lock
+        self.forks = forks
+        self._record_lock = threading.RLock()
 
     def _step(self, target: t.Optional[Target], action: str, func: t.Callable[[], t.Any], **detail: t.Any) -> t.Any:
         """Record one step before/after in the state file and run it (not in check mode)."""
@@ -63,20 +69,38 @@ class RunnerCore:
         if self.check_mode:
             self.plan.append(entry)
             return None
-        op = self.store.operation
         before = self._snapshot(target)
         record = dict(entry, before=before, at=now(), done=False)
-        if op is not None:
-            op["steps"] = (op.get("steps") or [])[-199:] + [record]
-            self.store.save()
+        with self._record_lock:
+            op = self.store.operation
+            if op is not None:
+                op["steps"] = (op.get("steps") or [])[-199:] + [record]
+                self.store.save()
         result = func()
         record["after"] = self._snapshot(target)
-        record["done"] = True
-        record["changed"] = bool(result) if result is not None else True
-        if op is not None:
-            self.store.save()
-        self.actions.append(dict(entry, changed=record["changed"]))
+        with self._record_lock:
+            record["done"] = True
+            record["changed"] = bool(result) if result is not None else True
+            if op is not None:
+                self.store.save()
+            self.actions.append(dict(entry, changed=record["changed"]))
         return result
+
+    def _each(self, targets: t.List[Target], work: t.Callable[[Target], t.Any], limit: t.Optional[int] = None) -> None:
+        """WORK on every target, up to ``forks`` (and LIMIT) at a time. Every started target finishes (a half-done
+        host is worse than a late error); then the first failure, in target order, is raised, so the restore sees
+        every host the batch changed."""
+        workers = min(self.forks, len(targets), limit if limit is not None else len(targets))
+        if self.check_mode or workers <= 1:
+            for target in targets:
+                work(target)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(work, target) for target in targets]
+        errors = [future.exception() for future in futures]
+        for error in errors:
+            if error is not None:
+                raise error
 
     def _snapshot(self, target: t.Optional[Target]) -> t.Dict[str, t.Any]:
         if target is None:
@@ -172,23 +196,29 @@ class RunnerCore:
         unwritable release directory then fails with the whole fleet untouched."""
         if not artifact:
             return
-        for target in targets:
+
+        def install(target: Target) -> None:
             existed = version in self.p.fleet.installed_versions(target)
-            changed = self._step(target, "install", lambda tg=target: self.p.fleet.install(tg, version, artifact, checksum),
+            changed = self._step(target, "install", lambda: self.p.fleet.install(target, version, artifact, checksum),
                                  version=version)
             if changed and not existed and not self.check_mode:
-                new = op.setdefault("installed_new", {})
-                if version not in new.setdefault(target.name, []):
-                    new[target.name].append(version)
-                self.store.save()
+                with self._record_lock:
+                    new = op.setdefault("installed_new", {})
+                    if version not in new.setdefault(target.name, []):
+                        new[target.name].append(version)
+                    self.store.save()
+
+        self._each(targets, install)
 
     def _update_target(self, target: Target, version: str, artifact: t.Optional[str], checksum: t.Optional[str],
                        force: bool, weight: t.Optional[int] = None) -> None:
         """drain -> install -> activate (switch, restart, ready) -> [weight] -> enable -> wait UP."""
         op = self.store.operation or {}
-        if not self.check_mode and target.name not in op.get("pending", []):
-            op.setdefault("pending", []).append(target.name)
-            self.store.save()
+        if not self.check_mode:
+            with self._record_lock:
+                if target.name not in op.get("pending", []):
+                    op.setdefault("pending", []).append(target.name)
+                    self.store.save()
         self._step(target, "drain", lambda: self.p.router.drain(target, self.drain_timeout), timeout=self.drain_timeout)
         if artifact:
             self._step(target, "install", lambda: self.p.fleet.install(target, version, artifact, checksum), version=version)
@@ -200,10 +230,11 @@ class RunnerCore:
         if self.p.router.supports(HEALTH_UP):
             self._step(target, "wait_up", lambda: self.p.router.wait_up(target, self.ready_timeout))
         if not self.check_mode:
-            op["pending"] = [n for n in op.get("pending", []) if n != target.name]
-            if target.name not in op.setdefault("done", []):
-                op["done"].append(target.name)
-            self.store.save()
+            with self._record_lock:
+                op["pending"] = [n for n in op.get("pending", []) if n != target.name]
+                if target.name not in op.setdefault("done", []):
+                    op["done"].append(target.name)
+                self.store.save()
 
     def _versions(self, targets: t.List[Target], tolerant: bool = False) -> t.Dict[str, t.Optional[str]]:
         """Each target's current version; TOLERANT (after a failure): None for a target that cannot be read (an

@@ -33,8 +33,11 @@ class RollingMixin:
             for batch in batches:
                 if max_batches and done_batches >= max_batches:
                     break
-                for target in batch:
-                    self._update_target(target, version, None, checksum, force=target.name in op.get("pending", []))
+                # a host left pending by an interrupted run is restarted even when `current` already names VERSION
+                forced = set(op.get("pending", []))
+                # at least one server stays in traffic even when the batch is the whole fleet (batch_size 100%)
+                self._each(batch, lambda tg: self._update_target(tg, version, None, checksum, force=tg.name in forced),
+                           limit=max(1, len(targets) - 1))
                 done_batches += 1
             remaining = len(batches) - done_batches
             status = "complete" if remaining == 0 else "in_progress"

@@ -166,6 +166,9 @@ def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool 
     if params.get("version") is not None:
         check_version(params["version"])
     parse_batch_size(params["batch_size"], len(platform.fleet.instances()))
+    forks = params.get("forks", 1)
+    if not isinstance(forks, int) or isinstance(forks, bool) or not 1 <= forks <= 256:
+        raise ConfigError("invalid forks %r: expected hosts changed at once, 1 to 256" % (forks,))
     try:
         store = StateStore(build_backend(params, params["state_dir"]), params["environment"], check_mode=check_mode)
     except StateError as exc:
@@ -173,7 +176,7 @@ def build_runner(params: t.Dict[str, t.Any], check_mode: bool, need_color: bool 
     return Rollout(platform, store, check_mode=check_mode, drain_timeout=params["drain_timeout"],
                    ready_timeout=params["ready_timeout"], manifest=params.get("manifest"),
                    public_key=params.get("public_key"), require_checksum=bool(params.get("require_checksum")),
-                   require_signature=bool(params.get("require_signature")), run_command=run_command)
+                   require_signature=bool(params.get("require_signature")), run_command=run_command, forks=forks)
 
 
 def module_result(module: t.Any, func: t.Callable[[], t.Dict[str, t.Any]]) -> t.Dict[str, t.Any]:

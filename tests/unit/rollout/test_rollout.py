@@ -423,3 +423,98 @@ def test_rolling_back_one_batch_leaves_the_failed_release_for_the_next_operation
     _runner(tmp_path, fleet).rollback("rolling", "5.0.0")  # the next operation on the whole fleet
     assert fleet.installed == dict.fromkeys("abc", ["5.0.0"])
     assert "pending_cleanup" not in json.loads((tmp_path / "prod.json").read_text())
+
+
+class _ConcurrencyProbe(FakePlatform):
+    """Counts how many activations run at the same time (a barrier-free count, no timing assertions)."""
+
+    def __init__(self, names, **kw):
+        super(_ConcurrencyProbe, self).__init__(names, **kw)
+        import threading
+        self._probe_lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.release = threading.Event()
+
+    def activate(self, target, version, force_restart=False):
+        with self._probe_lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        # hold until the whole batch is in, or give up after a while (a sequential runner never gets there)
+        self.release.wait(2.0)
+        try:
+            return super(_ConcurrencyProbe, self).activate(target, version, force_restart)
+        finally:
+            with self._probe_lock:
+                self.running -= 1
+                if self.running == 0:
+                    self.release.clear()
+
+    def drain(self, target, timeout):
+        return super(_ConcurrencyProbe, self).drain(target, timeout)
+
+
+def _probe_release(platform, expected):
+    import threading
+
+    def watch():
+        while not platform.release.is_set():
+            with platform._probe_lock:
+                if platform.running >= expected:
+                    platform.release.set()
+                    return
+            threading.Event().wait(0.01)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_a_batch_changes_its_hosts_in_parallel_up_to_forks(tmp_path):
+    platform = _ConcurrencyProbe(["a", "b", "c", "d", "e", "f"])
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=3)
+    _probe_release(platform, 3)
+    result = runner.rolling("5.1.0", batch_size="3", keep_releases=0)
+    assert result["status"] == "complete" and platform.current == dict.fromkeys("abcdef", "5.1.0")
+    assert platform.most == 3  # three at once, never the next batch's hosts with them
+    state = json.loads((tmp_path / "prod.json").read_text())
+    assert sorted(state["last_operation"]["versions"]) == list("abcdef")
+
+
+def test_forks_1_changes_one_host_after_another(tmp_path):
+    platform = _ConcurrencyProbe(["a", "b", "c"])
+    platform.release.set()
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=1)
+    result = runner.rolling("5.1.0", batch_size="3", keep_releases=0)
+    assert result["status"] == "complete" and platform.most == 1
+
+
+def test_a_failed_host_in_a_parallel_batch_restores_the_whole_batch(tmp_path):
+    platform = FakePlatform(["a", "b", "c", "d"])
+    platform.fail_on, platform.fail_version = "b", "5.1.0"
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=4)
+    with pytest.raises(RolloutFailed) as exc:
+        runner.rolling("5.1.0", batch_size="2", keep_releases=0)
+    assert "restart of b failed" in str(exc.value)
+    # a (the other host of the failed batch) finished and was restored; the second batch never started
+    assert platform.current == dict.fromkeys("abcd", "5.0.0")
+    assert not [c for c in platform.calls if c[0] == "activate" and c[1] in ("c", "d")]
+    assert all(tg.state == "ready" for tg in platform.targets())
+
+
+@pytest.mark.parametrize("forks", [0, 257, "5", True])
+def test_bad_forks_is_refused_before_anything_changes(tmp_path, forks):
+    from ansible_collections.meshos.release.plugins.module_utils.rollout.runner import build_runner
+    from ansible_collections.meshos.release.plugins.module_utils.platform.options import rollout_argument_spec
+    params = dict((k, v.get("default")) for k, v in rollout_argument_spec().items())
+    params.update(environment="prod", state_dir=str(tmp_path), haproxy_socket="/nonexistent.sock", forks=forks,
+                  targets=[{"name": "a", "release_root": str(tmp_path), "restart_command": "true",
+                            "ready_url": "http://127.0.0.1:1/ready"}])
+    with pytest.raises(ConfigError, match="invalid forks"):
+        build_runner(params, check_mode=False)
+    assert not (tmp_path / "prod.json").exists()
+
+
+def test_a_batch_of_the_whole_fleet_keeps_one_server_in_traffic(tmp_path):
+    platform = _ConcurrencyProbe(["a", "b", "c"])
+    _probe_release(platform, 2)
+    runner = Rollout(platform, StateStore(str(tmp_path), "prod"), forks=5)
+    result = runner.rolling("5.1.0", batch_size="100%", keep_releases=0)
+    assert result["status"] == "complete" and platform.most == 2
