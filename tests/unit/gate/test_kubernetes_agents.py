@@ -11,19 +11,9 @@ import pytest
 from ansible_collections.meshos.release.plugins.module_utils.gate.loop import run_gate
 from ansible_collections.meshos.release.plugins.module_utils.gate.policy import PolicyError
 from ansible_collections.meshos.release.plugins.module_utils.gate.sources import SourceError
+from ansible_collections.meshos.release.tests.unit.gate.test_health_gate_failclosed import FakeClock
 
 WORKLOAD = {"kind": "Deployment", "name": "mesh-os", "namespace": "prod", "max_restarts": 0}
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def clock(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 class Pods:
