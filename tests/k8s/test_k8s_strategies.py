@@ -161,8 +161,10 @@ def test_blue_green_switch_switch_back_and_faulty_idle(cluster, kubeconfig, tmp_
     bad = run_module(rollout_strategy, dict(base, version="3.0.0", pod_labels={"meshos.test/fault": "never-ready"}))
     assert bad.get("failed"), bad
     print("faulty blue-green 3.0.0: %s" % bad["msg"])
-    assert "STUCK" in bad["msg"] and "ProgressDeadlineExceeded" in bad["msg"]
-    assert "traffic stayed on blue" in bad["msg"]
+    # STUCK by the Deployment's own deadline, or by rollout_timeout when the controller has not yet marked it (seen
+    # once in CI): either way the pods' states are named and traffic never moved
+    assert "STUCK" in bad["msg"] and ("ProgressDeadlineExceeded" in bad["msg"] or "rollout_timeout" in bad["msg"])
+    assert "not ready" in bad["msg"] and "traffic stayed on blue" in bad["msg"]
     assert core.read_namespaced_service("meshapp", NAMESPACE).spec.selector[COLOR] == "blue"
     assert apps.read_namespaced_deployment("meshapp-green", NAMESPACE).spec.replicas == 0
     assert endpoint_colors(core, "meshapp") == {"blue": 3}
